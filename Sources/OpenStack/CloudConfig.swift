@@ -1,0 +1,328 @@
+import Foundation
+
+/// One cloud's connection settings, wherever they came from (clouds.yaml, OS_* variables,
+/// the reference tool's vars file).
+public struct CloudProfile: Sendable, Equatable {
+    public enum AuthMethod: String, Sendable, Equatable {
+        case password
+        case applicationCredential = "v3applicationcredential"
+        case token
+    }
+
+    /// The cloud's name as the user chose it (`oslab-src`, `envvars`, `src`).
+    public var name: String
+    /// Where the settings came from, for error messages ("clouds.yaml /etc/openstack/clouds.yaml").
+    public var origin: String
+    public var authMethod: AuthMethod
+    /// The keystoneauth `auth` dict: auth_url, username, password, project_name, ...
+    public var auth: [String: String]
+    public var regionName: String?
+    /// public (default), internal or admin.
+    public var interface: String
+    public var verifyTLS: Bool
+    public var caCertFile: String?
+    public var clientCertFile: String?
+    public var clientKeyFile: String?
+    /// Service type -> URL, e.g. ["compute": "https://nova.example/v2.1"].
+    public var endpointOverrides: [String: String]
+    /// Service type -> requested API (micro)version, e.g. ["compute": "2.79", "block-storage": "3.59"].
+    public var apiVersions: [String: String]
+
+    public init(name: String, origin: String, authMethod: AuthMethod = .password, auth: [String: String],
+                regionName: String? = nil, interface: String = "public", verifyTLS: Bool = true,
+                caCertFile: String? = nil, clientCertFile: String? = nil, clientKeyFile: String? = nil,
+                endpointOverrides: [String: String] = [:], apiVersions: [String: String] = [:])
+    {
+        self.name = name
+        self.origin = origin
+        self.authMethod = authMethod
+        self.auth = auth
+        self.regionName = regionName
+        self.interface = interface
+        self.verifyTLS = verifyTLS
+        self.caCertFile = caCertFile
+        self.clientCertFile = clientCertFile
+        self.clientKeyFile = clientKeyFile
+        self.endpointOverrides = endpointOverrides
+        self.apiVersions = apiVersions
+    }
+
+    public var authURL: String { auth["auth_url"] ?? "" }
+
+    /// Check that the settings can be used to authenticate; the error names the missing key and where.
+    public func validate() throws {
+        func need(_ key: String) throws {
+            guard let v = auth[key], !v.isEmpty else {
+                throw ConfigError("\(origin): cloud '\(name)': auth.\(key) is missing")
+            }
+        }
+        try need("auth_url")
+        guard URL(string: authURL)?.scheme != nil else {
+            throw ConfigError("\(origin): cloud '\(name)': auth.auth_url '\(authURL)' is not a URL")
+        }
+        switch authMethod {
+        case .password:
+            if (auth["username"] ?? "").isEmpty && (auth["user_id"] ?? "").isEmpty {
+                throw ConfigError("\(origin): cloud '\(name)': auth.username (or auth.user_id) is missing")
+            }
+            try need("password")
+            if (auth["project_name"] ?? "").isEmpty && (auth["project_id"] ?? "").isEmpty {
+                throw ConfigError("\(origin): cloud '\(name)': auth.project_name (or auth.project_id) is missing")
+            }
+        case .applicationCredential:
+            if (auth["application_credential_id"] ?? "").isEmpty {
+                try need("application_credential_name")
+                if (auth["username"] ?? "").isEmpty && (auth["user_id"] ?? "").isEmpty {
+                    throw ConfigError(
+                        "\(origin): cloud '\(name)': auth.username (or auth.user_id) is missing (needed with application_credential_name)")
+                }
+            }
+            try need("application_credential_secret")
+        case .token:
+            try need("token")
+        }
+        for (key, value) in [("cacert", caCertFile), ("cert", clientCertFile), ("key", clientKeyFile)] {
+            if let path = value, !FileManager.default.isReadableFile(atPath: path) {
+                throw ConfigError("\(origin): cloud '\(name)': \(key) file '\(path)' is not readable")
+            }
+        }
+        if !["public", "internal", "admin"].contains(interface) {
+            throw ConfigError("\(origin): cloud '\(name)': interface '\(interface)' is not one of public, internal, admin")
+        }
+    }
+
+    static func authMethod(from raw: String?, origin: String, cloud: String) throws -> AuthMethod {
+        switch (raw ?? "password").lowercased() {
+        case "password", "v3password": return .password
+        case "v3applicationcredential", "applicationcredential", "application_credential": return .applicationCredential
+        case "token", "v3token": return .token
+        case let other:
+            throw ConfigError("\(origin): cloud '\(cloud)': auth_type '\(other)' is not supported (use password, v3applicationcredential or token)")
+        }
+    }
+}
+
+/// A configuration mistake: one line that names the file, the cloud and the key.
+public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Reads clouds.yaml (+ secure.yaml) and OS_* variables the way the `openstack` CLI does.
+public struct CloudConfigLoader: Sendable {
+    public var environment: [String: String]
+    public var currentDirectory: String
+    public var homeDirectory: String
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment,
+                currentDirectory: String = FileManager.default.currentDirectoryPath,
+                homeDirectory: String = NSHomeDirectory())
+    {
+        self.environment = environment
+        self.currentDirectory = currentDirectory
+        self.homeDirectory = homeDirectory
+    }
+
+    /// The name openstacksdk gives the cloud made of OS_* variables.
+    public static let environmentCloudName = "envvars"
+
+    /// clouds.yaml search order: OS_CLIENT_CONFIG_FILE, ./clouds.yaml, ~/.config/openstack, /etc/openstack.
+    public var cloudsFileCandidates: [String] {
+        var c: [String] = []
+        if let f = environment["OS_CLIENT_CONFIG_FILE"], !f.isEmpty { c.append(f) }
+        c.append(currentDirectory + "/clouds.yaml")
+        c.append(homeDirectory + "/.config/openstack/clouds.yaml")
+        c.append("/etc/openstack/clouds.yaml")
+        return c
+    }
+
+    public var secureFileCandidates: [String] {
+        var c: [String] = []
+        if let f = environment["OS_CLIENT_SECURE_FILE"], !f.isEmpty { c.append(f) }
+        c.append(currentDirectory + "/secure.yaml")
+        c.append(homeDirectory + "/.config/openstack/secure.yaml")
+        c.append("/etc/openstack/secure.yaml")
+        return c
+    }
+
+    /// The cloud to use when none was named: OS_CLOUD, else the OS_* variables, else nil.
+    public func defaultCloudName() -> String? {
+        if let c = environment["OS_CLOUD"], !c.isEmpty { return c }
+        if let u = environment["OS_AUTH_URL"], !u.isEmpty { return Self.environmentCloudName }
+        return nil
+    }
+
+    /// Load a named cloud. `envvars` means the OS_* variables.
+    public func load(cloud name: String) throws -> CloudProfile {
+        if name == Self.environmentCloudName, let p = try environmentProfile() { return p }
+        guard let path = cloudsFileCandidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
+            throw ConfigError("cloud '\(name)': no clouds.yaml found (looked in \(cloudsFileCandidates.joined(separator: ", ")))")
+        }
+        let clouds = try readClouds(path)
+        guard var entry = clouds[name]?.objectValue else {
+            let known = clouds.keys.sorted().joined(separator: ", ")
+            throw ConfigError("clouds.yaml \(path): cloud '\(name)' not found (known: \(known.isEmpty ? "none" : known))")
+        }
+        var origin = "clouds.yaml \(path)"
+        if let securePath = secureFileCandidates.first(where: { FileManager.default.fileExists(atPath: $0) }) {
+            let secure = try readClouds(securePath)
+            if let s = secure[name]?.objectValue {
+                entry = Self.deepMerge(entry, s)
+                origin += " + \(securePath)"
+            }
+        }
+        return try Self.profile(fromCloudEntry: entry, name: name, origin: origin)
+    }
+
+    func readClouds(_ path: String) throws -> JSONObject {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError("clouds.yaml \(path): cannot be read")
+        }
+        let doc: JSONValue?
+        do {
+            doc = try YAMLValue.parse(text)
+        } catch {
+            throw ConfigError("clouds.yaml \(path): \(error)")
+        }
+        guard let top = doc?.objectValue else { throw ConfigError("clouds.yaml \(path): file is empty or not a mapping") }
+        guard let clouds = top["clouds"]?.objectValue else { throw ConfigError("clouds.yaml \(path): key 'clouds' is missing") }
+        return clouds
+    }
+
+    static func deepMerge(_ a: JSONObject, _ b: JSONObject) -> JSONObject {
+        var out = a
+        for (k, v) in b {
+            if case .object(let bo) = v, case .object(let ao)? = out[k] {
+                out[k] = .object(deepMerge(ao, bo))
+            } else {
+                out[k] = v
+            }
+        }
+        return out
+    }
+
+    static func scalarString(_ v: JSONValue) -> String? {
+        switch v {
+        case .string(let s): return s
+        case .int(let i): return String(i)
+        case .double(let d): return String(d)
+        case .bool(let b): return b ? "true" : "false"
+        default: return nil
+        }
+    }
+
+    /// Build a profile from one entry of `clouds:` (or an equivalent dict).
+    public static func profile(fromCloudEntry entry: JSONObject, name: String, origin: String) throws -> CloudProfile {
+        if entry["profile"] != nil {
+            throw ConfigError("\(origin): cloud '\(name)': vendor 'profile' is not supported; put auth_url and region in the entry")
+        }
+        var auth: [String: String] = [:]
+        if let a = entry["auth"] {
+            guard let ao = a.objectValue else { throw ConfigError("\(origin): cloud '\(name)': 'auth' is not a mapping") }
+            for (k, v) in ao { if let s = scalarString(v) { auth[k] = s } }
+        }
+        let method = try CloudProfile.authMethod(from: entry["auth_type"].flatMap(scalarString), origin: origin, cloud: name)
+        var verify = true
+        if let v = entry["verify"] {
+            if case .bool(let b) = v { verify = b } else if let s = scalarString(v) { verify = !["false", "no", "0"].contains(s.lowercased()) }
+        }
+        if let v = entry["insecure"], case .bool(let b) = v { verify = !b }
+        var cacert = entry["cacert"].flatMap(scalarString)
+        if let v = entry["verify"], case .string(let path) = v, path.hasPrefix("/") { cacert = path }
+        var overrides: [String: String] = [:]
+        var versions: [String: String] = [:]
+        for (k, v) in entry {
+            guard let s = scalarString(v) else { continue }
+            if k.hasSuffix("_endpoint_override") {
+                overrides[ServiceType.canonical(String(k.dropLast("_endpoint_override".count)))] = s
+            } else if k.hasSuffix("_api_version"), k != "identity_api_version" {
+                versions[ServiceType.canonical(String(k.dropLast("_api_version".count)))] = s
+            }
+        }
+        let profile = CloudProfile(
+            name: name, origin: origin, authMethod: method, auth: auth,
+            regionName: entry["region_name"].flatMap(scalarString),
+            interface: entry["interface"].flatMap(scalarString) ?? entry["endpoint_type"].flatMap(scalarString) ?? "public",
+            verifyTLS: verify, caCertFile: cacert,
+            clientCertFile: entry["cert"].flatMap(scalarString), clientKeyFile: entry["key"].flatMap(scalarString),
+            endpointOverrides: overrides, apiVersions: versions)
+        if let idv = entry["identity_api_version"].flatMap(scalarString), idv.hasPrefix("2") {
+            throw ConfigError("\(origin): cloud '\(name)': identity_api_version 2 is not supported; Keystone v3 is required")
+        }
+        return profile
+    }
+
+    /// The OS_* variables as a profile, or nil when OS_AUTH_URL is not set.
+    public func environmentProfile() throws -> CloudProfile? {
+        let env = environment
+        guard let url = env["OS_AUTH_URL"], !url.isEmpty else { return nil }
+        let mapping: [(String, String)] = [
+            ("OS_AUTH_URL", "auth_url"), ("OS_USERNAME", "username"), ("OS_USER_ID", "user_id"),
+            ("OS_PASSWORD", "password"), ("OS_PROJECT_NAME", "project_name"), ("OS_TENANT_NAME", "project_name"),
+            ("OS_PROJECT_ID", "project_id"), ("OS_TENANT_ID", "project_id"),
+            ("OS_USER_DOMAIN_NAME", "user_domain_name"), ("OS_USER_DOMAIN_ID", "user_domain_id"),
+            ("OS_PROJECT_DOMAIN_NAME", "project_domain_name"), ("OS_PROJECT_DOMAIN_ID", "project_domain_id"),
+            ("OS_DOMAIN_NAME", "domain_name"), ("OS_DOMAIN_ID", "domain_id"),
+            ("OS_APPLICATION_CREDENTIAL_ID", "application_credential_id"),
+            ("OS_APPLICATION_CREDENTIAL_NAME", "application_credential_name"),
+            ("OS_APPLICATION_CREDENTIAL_SECRET", "application_credential_secret"),
+            ("OS_TOKEN", "token"),
+        ]
+        var auth: [String: String] = [:]
+        for (envKey, authKey) in mapping where auth[authKey] == nil {
+            if let v = env[envKey], !v.isEmpty { auth[authKey] = v }
+        }
+        let origin = "OS_* environment variables"
+        let method = try CloudProfile.authMethod(from: env["OS_AUTH_TYPE"], origin: origin, cloud: Self.environmentCloudName)
+        var verify = true
+        if let v = env["OS_INSECURE"] { verify = !["true", "1", "yes"].contains(v.lowercased()) }
+        if let idv = env["OS_IDENTITY_API_VERSION"], idv.hasPrefix("2") {
+            throw ConfigError("\(origin): OS_IDENTITY_API_VERSION 2 is not supported; Keystone v3 is required")
+        }
+        var versions: [String: String] = [:]
+        if let v = env["OS_COMPUTE_API_VERSION"] { versions["compute"] = v }
+        if let v = env["OS_VOLUME_API_VERSION"] { versions["block-storage"] = v }
+        return CloudProfile(
+            name: Self.environmentCloudName, origin: origin, authMethod: method, auth: auth,
+            regionName: env["OS_REGION_NAME"].flatMap { $0.isEmpty ? nil : $0 },
+            interface: env["OS_INTERFACE"] ?? env["OS_ENDPOINT_TYPE"].map { $0.replacingOccurrences(of: "URL", with: "") } ?? "public",
+            verifyTLS: verify, caCertFile: env["OS_CACERT"], clientCertFile: env["OS_CERT"], clientKeyFile: env["OS_KEY"],
+            apiVersions: versions)
+    }
+}
+
+/// OpenStack service types and their historical aliases (service-types-authority).
+public enum ServiceType {
+    public static let identity = "identity"
+    public static let compute = "compute"
+    public static let network = "network"
+    public static let image = "image"
+    public static let blockStorage = "block-storage"
+
+    public static let all = [identity, compute, network, image, blockStorage]
+
+    /// Catalog types that stand for a service type, best first.
+    public static func catalogAliases(_ type: String) -> [String] {
+        switch type {
+        case blockStorage: return ["block-storage", "volumev3", "volume", "block-store"]
+        case compute: return ["compute"]
+        case network: return ["network"]
+        case image: return ["image"]
+        case identity: return ["identity"]
+        default: return [type]
+        }
+    }
+
+    /// `volume`, `block_storage`, `volumev3` -> `block-storage`; `networking` -> `network`.
+    public static func canonical(_ raw: String) -> String {
+        let t = raw.replacingOccurrences(of: "_", with: "-").lowercased()
+        switch t {
+        case "volume", "volumev3", "volumev2", "block-store", "block-storage": return blockStorage
+        case "networking", "network": return network
+        default: return t
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+
+/// Polls a resource until it reaches a target status, failing fast on error statuses.
+public enum Waiter {
+    /// Statuses that mean "this will not get better" across Nova, Cinder, Glance and Neutron.
+    public static let defaultFailures: Set<String> = [
+        "error", "error_deleting", "error_restoring", "error_extending", "error_backing-up", "error_managing",
+        "killed", "deleted", "unrecoverable",
+    ]
+
+    /// Poll `fetch` until `status` is in `targets`. `fetch` returning nil means the resource is gone.
+    public static func wait<T: Sendable>(
+        _ what: String, service: String, timeout: Double, interval: Double = 2,
+        until targets: Set<String>, failOn failures: Set<String> = defaultFailures,
+        fetch: @Sendable () async throws -> T?, status: @Sendable (T) -> String,
+        detail: (@Sendable (T) -> String?)? = nil
+    ) async throws -> T {
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        let wanted = Set(targets.map { $0.lowercased() })
+        let bad = Set(failures.map { $0.lowercased() })
+        var delay = min(0.25, interval)
+        var last = "unknown"
+        while true {
+            guard let value = try await fetch() else {
+                throw OpenStackError(kind: .waitFailed, service: service, message: "\(what) disappeared while waiting for \(targets.sorted().joined(separator: "/"))")
+            }
+            let s = status(value)
+            last = s
+            if wanted.contains(s.lowercased()) { return value }
+            if bad.contains(s.lowercased()) {
+                let d = detail?(value).map { ": \($0)" } ?? ""
+                throw OpenStackError(kind: .waitFailed, service: service, message: "\(what) went to status \(s)\(d)")
+            }
+            if ContinuousClock.now + .seconds(delay) > deadline {
+                throw OpenStackError(kind: .waitFailed, service: service,
+                                     message: "\(what) still \(last) after \(Int(timeout)) s (waiting for \(targets.sorted().joined(separator: "/")))")
+            }
+            try await Task.sleep(for: .seconds(delay))
+            delay = min(interval, delay * 1.6)
+        }
+    }
+
+    /// Poll until `exists` says the resource is gone (a 404 counts as gone).
+    public static func waitGone(
+        _ what: String, service: String, timeout: Double, interval: Double = 2,
+        failOn failures: Set<String> = ["error_deleting", "error"],
+        status: @Sendable () async throws -> String?
+    ) async throws {
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        var delay = min(0.25, interval)
+        while true {
+            let s: String?
+            do { s = try await status() } catch let e as OpenStackError where e.isNotFound { s = nil }
+            guard let s else { return }
+            if failures.contains(s.lowercased()) {
+                throw OpenStackError(kind: .waitFailed, service: service, message: "\(what) went to status \(s) while being deleted")
+            }
+            if ContinuousClock.now + .seconds(delay) > deadline {
+                throw OpenStackError(kind: .waitFailed, service: service, message: "\(what) still \(s) after \(Int(timeout)) s (waiting for deletion)")
+            }
+            try await Task.sleep(for: .seconds(delay))
+            delay = min(interval, delay * 1.6)
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import ArgumentParser
+import Engine
+import Foundation
+import Logging
+import OpenStack
+import Synchronization
+
+/// Options every subcommand accepts after its name.
+struct CommonOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Data directory holding the YAML files (default: os_migrate_data_dir from --vars, else ./os-migrate-data).", valueName: "dir"))
+    var dataDir: String?
+
+    @Option(name: .long, help: ArgumentHelp("Source cloud: a clouds.yaml name, or 'envvars' for the OS_* variables.", valueName: "name"))
+    var srcCloud: String?
+
+    @Option(name: .long, help: ArgumentHelp("Destination cloud: a clouds.yaml name, or 'envvars' for the OS_* variables.", valueName: "name"))
+    var dstCloud: String?
+
+    @Option(name: .long, help: ArgumentHelp("The Ansible os-migrate vars file (os-migrate-vars.yml).", valueName: "file"))
+    var vars: String?
+
+    @Flag(name: .long, help: "Print machine-readable JSON instead of text.")
+    var json = false
+
+    @Flag(name: [.short, .long], help: "More logging on stderr (-v info, -vv debug: every API call, -vvv trace).")
+    var verbose: Int
+
+    func configuration() throws -> RunConfiguration {
+        try RunConfiguration.resolve(srcCloud: srcCloud, dstCloud: dstCloud, varsPath: vars, dataDir: dataDir)
+    }
+
+    func bootstrapLogging() {
+        LogSetup.bootstrap(verbosity: verbose)
+    }
+}
+
+enum LogSetup {
+    private static let done = Mutex(false)
+
+    static func bootstrap(verbosity: Int) {
+        let first = done.withLock { d -> Bool in
+            defer { d = true }
+            return !d
+        }
+        guard first else { return }
+        let level: Logger.Level
+        switch verbosity {
+        case 0: level = .warning
+        case 1: level = .info
+        case 2: level = .debug
+        default: level = .trace
+        }
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+    }
+}
+
+/// Runs a command body with the process's one HTTP transport, shutting it down afterwards,
+/// and turns failures into one line on stderr and exit code 1.
+enum CommandRunner {
+    static func run(_ common: CommonOptions, _ body: (HTTPTransport) async throws -> Int32) async throws {
+        common.bootstrapLogging()
+        let transport = HTTPTransport()
+        let code: Int32
+        do {
+            code = try await body(transport)
+        } catch {
+            await transport.shutdown()
+            if let e = error as? ExitCode { throw e }
+            if error is CleanExit { throw error }
+            printError(error)
+            throw ExitCode.failure
+        }
+        await transport.shutdown()
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    static func printError(_ error: any Error) {
+        let message: String
+        switch error {
+        case let e as ConfigError: message = e.description
+        case let e as OpenStackError: message = e.description
+        case let e as CustomStringConvertible: message = e.description
+        default: message = "\(error)"
+        }
+        FileHandle.standardError.write(Data(("os-migrate: error: " + message + "\n").utf8))
+    }
+}
+
+func printLine(_ s: String) {
+    print(s)
+}
