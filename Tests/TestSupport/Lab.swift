@@ -1,0 +1,55 @@
+import Foundation
+import Logging
+import OpenStack
+
+/// The OpenStack lab on this machine (`../shared/oslab`): its clouds.yaml, one HTTP transport
+/// for the whole test process, and sessions for its clouds.
+///
+/// Lab tests never skip: when the lab is down, `profile(_:)` or the first request fails and
+/// says so.
+public enum Lab {
+    /// `$OSM_LAB_CLOUDS`, else `/var/lib/oslab/clouds.yaml`.
+    public static var cloudsPath: String {
+        if let p = ProcessInfo.processInfo.environment["OSM_LAB_CLOUDS"], !p.isEmpty { return p }
+        return "/var/lib/oslab/clouds.yaml"
+    }
+
+    /// Keystone of the lab, as clouds.yaml says.
+    public static let authURL = "http://127.0.0.1:5000/v3"
+
+    /// A cloud of the lab's clouds.yaml: "oslab-src", "oslab-dst", "oslab-admin".
+    /// Only that file is read (not ./clouds.yaml, ~/.config/openstack, OS_* of the test process).
+    public static func profile(_ cloud: String) throws -> CloudProfile {
+        let path = cloudsPath
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw ConfigError("the lab is not up: \(path) is missing or unreadable (run scripts/lab-up)")
+        }
+        let loader = CloudConfigLoader(environment: ["OS_CLIENT_CONFIG_FILE": path, "OS_CLIENT_SECURE_FILE": "/nonexistent/secure.yaml"],
+                                       currentDirectory: "/nonexistent", homeDirectory: "/nonexistent")
+        return try loader.load(cloud: cloud)
+    }
+
+    /// The test process's one HTTP client (never shut down: it lives as long as the process).
+    public static let transport = HTTPTransport()
+
+    /// A session for a lab profile (or any profile), sharing `transport`.
+    public static func session(_ profile: CloudProfile, options: SessionOptions = .init(),
+                               logger: Logger = Logger(label: "os-migrate.test")) throws -> CloudSession
+    {
+        try CloudSession(profile: profile, transport: transport, options: options, logger: logger)
+    }
+
+    /// The lab's admin (project admin, role admin).
+    public static func admin() throws -> CloudSession {
+        try session(profile("oslab-admin"))
+    }
+
+    /// Options for tests that go through a `FaultProxy`: fast retries, short timeouts.
+    public static let fastRetryOptions = SessionOptions(
+        retry: RetryPolicy(maxAttempts: 8, baseDelay: 0.05, maxDelay: 0.5), requestTimeout: 2)
+
+    /// 6 random lowercase hex digits.
+    public static func randomHex(_ count: Int = 6) -> String {
+        String((0..<count).map { _ in "0123456789abcdef".randomElement()! })
+    }
+}
