@@ -42,7 +42,7 @@ let package = Package(
         ),
         .target(
             name: "Resources",
-            dependencies: ["OpenStack"],
+            dependencies: ["OpenStack", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swift6
         ),
         .target(

@@ -79,6 +79,13 @@ enum CommandRunner {
     }
 
     static func printError(_ error: any Error) {
+        if let v = error as? ValidationFailure {
+            for p in v.problems { FileHandle.standardError.write(Data(("os-migrate: error: " + p + "\n").utf8)) }
+            if v.problems.count > 1 {
+                FileHandle.standardError.write(Data("os-migrate: \(v.problems.count) problems found; nothing was changed\n".utf8))
+            }
+            return
+        }
         let message: String
         switch error {
         case let e as ConfigError: message = e.description

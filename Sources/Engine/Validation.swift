@@ -1,0 +1,99 @@
+import Foundation
+import OpenStack
+import Resources
+
+/// A data file paired with the kind it holds.
+public struct KindFile: Sendable {
+    public var kind: any ResourceKind.Type
+    public var file: ResourceFile
+    public init(kind: any ResourceKind.Type, file: ResourceFile) {
+        self.kind = kind
+        self.file = file
+    }
+}
+
+extension ResourceKind {
+    /// "networks" -> "network", "security-group-rules" -> "security group rule".
+    public static var singularLabel: String {
+        var s = name.replacingOccurrences(of: "-", with: " ")
+        if s.hasSuffix("s") { s.removeLast() }
+        return s
+    }
+
+    static func describe(_ record: ResourceRecord, at index: Int) -> String {
+        let label = (record.name?.isEmpty == false || !isNamed) ? " '\(label(record))'" : ""
+        return "resources[\(index)] (\(singularLabel)\(label))"
+    }
+}
+
+/// Checks that need no cloud: structure, types, required fields, names, duplicates.
+/// Every message is one line naming the file, the resource and the field.
+public enum Validator {
+    public static func check(_ files: [KindFile]) -> [String] {
+        var errors: [String] = []
+        var identities: [String: [(String, Int)]] = [:]
+        for kf in files {
+            let kind = kf.kind
+            let path = kf.file.path
+            for (i, record) in kf.file.records.enumerated() {
+                let at = "\(path): \(kind.describe(record, at: i))"
+                guard let recordKind = ResourceRegistry.kind(forType: record.type) else {
+                    errors.append("\(path): resources[\(i)]: unknown type '\(record.type)'")
+                    continue
+                }
+                if recordKind.typeName != kind.typeName || recordKind.name != kind.name {
+                    errors.append("\(path): resources[\(i)]: type '\(record.type)' does not belong in \(kind.fileName) (expected \(kind.typeName))")
+                    continue
+                }
+                for p in kind.requiredParams {
+                    guard let v = record.params[p] else {
+                        errors.append("\(at): params.\(p) is missing")
+                        continue
+                    }
+                    if v.isNull { errors.append("\(at): params.\(p) is null") }
+                }
+                if kind.isNamed {
+                    if let n = record.params["name"], n.stringValue == nil, !n.isNull {
+                        errors.append("\(at): params.name is not a string")
+                    } else if record.params["name"] != nil, (record.name ?? "").isEmpty {
+                        errors.append("\(at): params.name is empty")
+                    }
+                }
+                for (key, value) in record.params.sorted(by: { $0.key < $1.key }) {
+                    if let problem = shapeProblem(key, value) { errors.append("\(at): params.\(key) \(problem)") }
+                }
+                errors += kind.validate(record).map { "\(at): \($0)" }
+                if let id = kind.importIdentity(record) { identities[id, default: []].append((path, i)) }
+            }
+        }
+        for (id, places) in identities.sorted(by: { $0.key < $1.key }) where places.count > 1 {
+            let name = id.split(separator: ":", maxSplits: 1).last.map(String.init) ?? id
+            let where_ = places.map { "\(($0.0 as NSString).lastPathComponent) resources[\($0.1)]" }.joined(separator: ", ")
+            errors.append("\(places[0].0): '\(name)' is defined \(places.count) times (\(where_)); names must be unique per kind")
+        }
+        return errors
+    }
+
+    /// Conventional shapes: `*_ref` is a reference or null, `tags` a list of strings.
+    static func shapeProblem(_ key: String, _ value: JSONValue) -> String? {
+        if key.hasSuffix("_ref") {
+            if value.isNull { return nil }
+            guard let o = value.objectValue else { return "is not a reference (a mapping with name, project_name, domain_name)" }
+            guard let n = o["name"], n.stringValue != nil else { return "has no name" }
+            if n.stringValue!.isEmpty { return "has an empty name" }
+        }
+        if key == "tags", !value.isNull {
+            guard let a = value.arrayValue, a.allSatisfy({ $0.stringValue != nil }) else { return "is not a list of strings" }
+        }
+        return nil
+    }
+}
+
+/// Validation failed: all problems, printed one per line.
+public struct ValidationFailure: Error, CustomStringConvertible, Sendable {
+    public var problems: [String]
+    public init(_ problems: [String]) { self.problems = problems }
+    public var description: String {
+        problems.count == 1 ? problems[0] : problems.joined(separator: "\n") + "\n\(problems.count) problems found; nothing was changed"
+    }
+}

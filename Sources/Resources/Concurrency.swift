@@ -1,0 +1,51 @@
+import Foundation
+import OpenStack
+
+/// Map with at most `limit` tasks at once, keeping the input order.
+public func boundedMap<T: Sendable, R: Sendable>(_ items: [T], limit: Int, _ transform: @escaping @Sendable (T) async throws -> R)
+    async throws -> [R]
+{
+    guard !items.isEmpty else { return [] }
+    return try await withThrowingTaskGroup(of: (Int, R).self) { group in
+        var results = [R?](repeating: nil, count: items.count)
+        var next = 0
+        for _ in 0..<min(max(limit, 1), items.count) {
+            let i = next
+            group.addTask { (i, try await transform(items[i])) }
+            next += 1
+        }
+        while let (i, r) = try await group.next() {
+            results[i] = r
+            if next < items.count {
+                let j = next
+                group.addTask { (j, try await transform(items[j])) }
+                next += 1
+            }
+        }
+        return results.map { $0! }
+    }
+}
+
+/// Memoized async values shared by the concurrent steps of one run (e.g. the rules of a
+/// security group, listed once however many rules are imported into it).
+public actor RunCache {
+    private var values: [String: JSONValue] = [:]
+    private var loading: [String: Task<JSONValue, any Error>] = [:]
+
+    public init() {}
+
+    public func value(_ key: String, load: @escaping @Sendable () async throws -> JSONValue) async throws -> JSONValue {
+        if let v = values[key] { return v }
+        if let t = loading[key] { return try await t.value }
+        let t = Task { try await load() }
+        loading[key] = t
+        defer { loading[key] = nil }
+        let v = try await t.value
+        values[key] = v
+        return v
+    }
+
+    public func invalidate(_ key: String) {
+        values[key] = nil
+    }
+}

@@ -1,0 +1,37 @@
+import OpenStack
+
+/// Neutron networks (`networks.yml`, `openstack.network.Network`).
+public enum NetworkKind: NeutronKind {
+    public static let name = "networks"
+    public static let fileName = "networks.yml"
+    public static let typeName = "openstack.network.Network"
+    public static let refType: RefType? = .network
+    public static let filterVariable = "os_migrate_networks_filter"
+    public static let path = "/networks"
+    public static let singular = "network"
+    public static let plural = "networks"
+
+    public static let fieldMap = FieldMap([
+        .list("availability_zone_hints", create: .skipFalsey, update: .immutable),
+        Field("description"),
+        Field("dns_domain", create: .skipFalsey),
+        Field("is_admin_state_up", "admin_state_up"),
+        Field("is_default", "is_default", create: .skipDefault(false)),
+        Field("is_port_security_enabled", "port_security_enabled"),
+        Field("is_router_external", "router:external", create: .skipDefault(false)),
+        Field("is_shared", "shared", create: .skipDefault(false)),
+        Field("is_vlan_transparent", "vlan_transparent", update: .immutable),
+        Field("mtu"),
+        Field("name"),
+        Field("provider_network_type", "provider:network_type", update: .immutable),
+        Field("provider_physical_network", "provider:physical_network", update: .immutable),
+        Field("provider_segmentation_id", "provider:segmentation_id", update: .immutable),
+        .ref("qos_policy_ref", "qos_policy_id", .qosPolicy),
+        Field("segments", update: .immutable),
+        .tags,
+    ], info: [
+        InfoField("availability_zones", sorted: true), InfoField("created_at"), InfoField("id"), InfoField("project_id"),
+        InfoField("qos_policy_id"), InfoField("revision_number"), InfoField("status"),
+        InfoField("subnet_ids", "subnets", sorted: true), InfoField("updated_at"),
+    ])
+}

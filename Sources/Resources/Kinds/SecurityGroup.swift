@@ -1,0 +1,37 @@
+import OpenStack
+
+/// Neutron security groups (`security_groups.yml`, `openstack.network.SecurityGroup`).
+/// A created group loses Neutron's automatic egress rules: the rules file is the only truth.
+/// The destination's own `default` group is matched by name, never created twice.
+public enum SecurityGroupKind: NeutronKind {
+    public static let name = "security-groups"
+    public static let fileName = "security_groups.yml"
+    public static let typeName = "openstack.network.SecurityGroup"
+    public static let refType: RefType? = .securityGroup
+    public static let filterVariable = "os_migrate_security_groups_filter"
+    public static let path = "/security-groups"
+    public static let singular = "security_group"
+    public static let plural = "security_groups"
+
+    public static let fieldMap = FieldMap([
+        Field("description"),
+        Field("name"),
+        .tags,
+    ], info: [
+        InfoField("created_at"), InfoField("id"), InfoField("project_id"), InfoField("revision_number"), InfoField("updated_at"),
+    ])
+
+    public static func afterCreate(id: String, _ record: ResourceRecord, _ ctx: ImportContext) async throws {
+        let rules = try await ctx.session.list(
+            JSONValue.self,
+            APIRequest(ServiceType.network, .GET, "/security-group-rules", query: [QueryItem("security_group_id", id)]),
+            key: "security_group_rules"
+        ).collect()
+        for rule in rules {
+            if let rid = rule["id"]?.stringValue {
+                _ = try await ctx.session.send(APIRequest(ServiceType.network, .DELETE, "/security-group-rules/" + rid,
+                                                          acceptedStatuses: [404]))
+            }
+        }
+    }
+}

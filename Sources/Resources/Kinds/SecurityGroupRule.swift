@@ -1,0 +1,201 @@
+import Foundation
+import OpenStack
+
+/// Security group rules (`security_group_rules.yml`, `openstack.network.SecurityGroupRule`).
+/// Rules have no name and no update API: a rule is identified by what it matches, an existing
+/// identical rule is `ok` (a 409 from Neutron too), and a rule whose description changed is
+/// replaced. With `--prune-rules`, destination rules the file does not list are deleted from
+/// the groups the file covers.
+public enum SecurityGroupRuleKind: ResourceKind {
+    public static let name = "security-group-rules"
+    public static let fileName = "security_group_rules.yml"
+    public static let typeName = "openstack.network.SecurityGroupRule"
+    public static let dependencies = ["security-groups"]
+    public static let requiredParams = ["security_group_ref", "direction", "ether_type"]
+    public static let isNamed = false
+    public static let filterVariable = "os_migrate_security_groups_filter"
+    public static let filterPath = "security_group_ref.name"
+
+    static let fieldMap = FieldMap([
+        Field("description"),
+        Field("direction"),
+        Field("ether_type", "ethertype"),
+        Field("port_range_max"),
+        Field("port_range_min"),
+        Field("protocol"),
+        .ref("remote_address_group_ref", "remote_address_group_id", .addressGroup),
+        .ref("remote_group_ref", "remote_group_id", .securityGroup),
+        Field("remote_ip_prefix"),
+        .ref("security_group_ref", "security_group_id", .securityGroup),
+    ], info: [
+        InfoField("created_at"), InfoField("id"), InfoField("project_id"), InfoField("remote_group_id"),
+        InfoField("revision_number"), InfoField("security_group_id"), InfoField("updated_at"),
+    ])
+
+    public static func references(_ record: ResourceRecord) -> [FieldReference] { fieldMap.references(record) }
+
+    public static func label(_ record: ResourceRecord) -> String {
+        let p = record.params
+        var parts = [p["security_group_ref"]?["name"]?.stringValue ?? "?", p["direction"]?.stringValue ?? "?",
+                     p["ether_type"]?.stringValue ?? "?", p["protocol"]?.stringValue ?? "any"]
+        if let lo = p["port_range_min"]?.intValue {
+            let hi = p["port_range_max"]?.intValue ?? lo
+            parts.append(lo == hi ? "\(lo)" : "\(lo)-\(hi)")
+        }
+        if let g = p["remote_group_ref"]?["name"]?.stringValue {
+            parts.append("group \(g)")
+        } else if let a = p["remote_address_group_ref"]?["name"]?.stringValue {
+            parts.append("address-group \(a)")
+        } else if let ip = p["remote_ip_prefix"]?.stringValue {
+            parts.append(ip)
+        }
+        return parts.joined(separator: " ")
+    }
+
+    public static func validate(_ record: ResourceRecord) -> [String] {
+        var out: [String] = []
+        if let d = record.params["direction"]?.stringValue, !["ingress", "egress"].contains(d) {
+            out.append("params.direction '\(d)' is not ingress or egress")
+        }
+        if let e = record.params["ether_type"]?.stringValue, !["IPv4", "IPv6"].contains(e) {
+            out.append("params.ether_type '\(e)' is not IPv4 or IPv6")
+        }
+        if let lo = record.params["port_range_min"]?.intValue, let hi = record.params["port_range_max"]?.intValue, lo > hi,
+           !["icmp", "ipv6-icmp", "icmpv6", "1", "58"].contains(record.params["protocol"]?.stringValue ?? "")
+        {
+            out.append("params.port_range_min \(lo) is greater than params.port_range_max \(hi)")
+        }
+        return out
+    }
+
+    public static func export(_ ctx: ExportContext) async throws -> [ResourceRecord] {
+        let rules = try await ctx.session.list(
+            JSONValue.self,
+            APIRequest(ServiceType.network, .GET, "/security-group-rules", query: [QueryItem("project_id", ctx.projectID)]),
+            key: "security_group_rules"
+        ).collect().compactMap(\.objectValue)
+        return try await boundedMap(rules, limit: 8) { rule in
+            ResourceRecord(type: typeName, params: try await fieldMap.params(from: rule, refs: ctx.refs),
+                           info: fieldMap.infoValues(from: rule))
+        }
+    }
+
+    /// What a rule matches, with ids resolved: two rules with the same key are the same rule.
+    struct MatchKey: Hashable {
+        var direction: String?
+        var ethertype: String?
+        var proto: String?
+        var min: Int?
+        var max: Int?
+        var prefix: String?
+        var remoteGroup: String?
+        var remoteAddressGroup: String?
+
+        init(direction: String?, ethertype: String?, proto: String?, min: Int?, max: Int?, prefix: String?,
+             remoteGroup: String?, remoteAddressGroup: String?)
+        {
+            self.direction = direction
+            self.ethertype = ethertype
+            self.proto = proto?.lowercased()
+            self.min = min
+            self.max = max
+            // "any address" is written both ways.
+            self.prefix = (prefix == "0.0.0.0/0" || prefix == "::/0") ? nil : prefix
+            self.remoteGroup = remoteGroup
+            self.remoteAddressGroup = remoteAddressGroup
+        }
+
+        init(api r: JSONValue) {
+            self.init(direction: r["direction"]?.stringValue, ethertype: r["ethertype"]?.stringValue,
+                      proto: r["protocol"]?.stringValue, min: r["port_range_min"]?.intValue, max: r["port_range_max"]?.intValue,
+                      prefix: r["remote_ip_prefix"]?.stringValue, remoteGroup: r["remote_group_id"]?.stringValue,
+                      remoteAddressGroup: r["remote_address_group_id"]?.stringValue)
+        }
+    }
+
+    static func rules(of group: String, _ ctx: ImportContext) async throws -> [JSONValue] {
+        try await ctx.cache.value("rules:" + group) {
+            .array(try await ctx.session.list(
+                JSONValue.self,
+                APIRequest(ServiceType.network, .GET, "/security-group-rules", query: [QueryItem("security_group_id", group)]),
+                key: "security_group_rules"
+            ).collect())
+        }.arrayValue ?? []
+    }
+
+    static func desiredBody(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> (group: String, key: MatchKey, body: JSONObject) {
+        var body = try await fieldMap.createBody(record, ctx)
+        guard let group = body["security_group_id"]?.stringValue else {
+            throw ReferenceError("params.security_group_ref is null")
+        }
+        if body["description"] == nil { body["description"] = nil }
+        let key = MatchKey(api: .object(body))
+        return (group, key, body)
+    }
+
+    public static func plan(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> ImportStep {
+        let (group, key, body) = try await desiredBody(record, ctx)
+        let create: ImportStep = .create(detail: "") { try await createRule(body, ctx) }
+        if group.hasPrefix(ReferenceResolver.placeholderPrefix) { return create }
+        let existing = try await rules(of: group, ctx).filter { MatchKey(api: $0) == key }
+        guard let rule = existing.first, let id = rule["id"]?.stringValue else { return create }
+        if let desired = record.params["description"], (desired.stringValue ?? "") != (rule["description"]?.stringValue ?? "") {
+            return .update(id: id, fields: ["description"]) {
+                // Neutron rules cannot be updated: replace it.
+                _ = try await ctx.session.send(APIRequest(ServiceType.network, .DELETE, "/security-group-rules/" + id,
+                                                          acceptedStatuses: [404]))
+                _ = try await createRule(body, ctx)
+            }
+        }
+        return .ok(id: id)
+    }
+
+    static func createRule(_ body: JSONObject, _ ctx: ImportContext) async throws -> String {
+        do {
+            let r = try await ctx.session.json(APIRequest(ServiceType.network, .POST, "/security-group-rules",
+                                                          body: ["security_group_rule": .object(body)]), key: "security_group_rule")
+            return r["id"]?.stringValue ?? ""
+        } catch let e as OpenStackError where e.isConflict {
+            // "Security group rule already exists. Rule id is <uuid>.": it is there, which is what we want.
+            if let r = e.message.range(of: "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", options: .regularExpression) {
+                return String(e.message[r])
+            }
+            return ""
+        }
+    }
+
+    /// With --prune-rules: delete destination rules of the file's groups that the file does not list.
+    public static func finish(_ records: [ResourceRecord], _ ctx: ImportContext) async -> [ItemResult] {
+        guard ctx.options.pruneRules else { return [] }
+        var wanted: [String: Set<MatchKey>] = [:]
+        var names: [String: String] = [:]
+        for r in records {
+            guard let (group, key, _) = try? await desiredBody(r, ctx) else { continue }
+            wanted[group, default: []].insert(key)
+            names[group] = r.params["security_group_ref"]?["name"]?.stringValue
+        }
+        var results: [ItemResult] = []
+        for (group, keys) in wanted where !group.hasPrefix(ReferenceResolver.placeholderPrefix) {
+            await ctx.cache.invalidate("rules:" + group)
+            guard let current = try? await rules(of: group, ctx) else { continue }
+            for rule in current where !keys.contains(MatchKey(api: rule)) {
+                guard let id = rule["id"]?.stringValue else { continue }
+                let label = "\(names[group] ?? group) rule \(id)"
+                if ctx.options.dryRun {
+                    results.append(ItemResult(kind: name, name: label, status: .changed, message: "would delete (not in the file)",
+                                              action: "deleted", id: id))
+                    continue
+                }
+                do {
+                    _ = try await ctx.session.send(APIRequest(ServiceType.network, .DELETE, "/security-group-rules/" + id,
+                                                              acceptedStatuses: [404]))
+                    results.append(ItemResult(kind: name, name: label, status: .changed, message: "deleted (not in the file)",
+                                              action: "deleted", id: id))
+                } catch {
+                    results.append(ItemResult(kind: name, name: label, status: .failed, message: "\(error)"))
+                }
+            }
+        }
+        return results
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import OpenStack
+
+/// A Neutron resource declared by its collection and field map. Export, lookup by name in the
+/// destination project, comparison, create and update come for free; hooks cover the rest.
+public protocol NeutronKind: ResourceKind {
+    static var path: String { get }
+    static var singular: String { get }
+    static var plural: String { get }
+    static var fieldMap: FieldMap { get }
+
+    /// Source objects to export (default: all of the project's).
+    static func include(_ object: JSONObject) -> Bool
+    /// Adjust exported params and info beyond the field map.
+    static func adjustExport(_ params: inout JSONObject, _ info: inout JSONObject, _ object: JSONObject,
+                             refs: ReferenceBuilder) async throws
+    /// Extra params that differ, beyond the field map (compound params), and notes to report.
+    static func extraDifferences(_ record: ResourceRecord, _ current: JSONObject, _ ctx: ImportContext) -> (fields: [String], notes: [String])
+    static func prepareCreate(_ body: inout JSONObject, _ record: ResourceRecord, _ ctx: ImportContext) async throws
+    static func prepareUpdate(_ body: inout JSONObject, _ fields: [String], _ record: ResourceRecord, _ ctx: ImportContext) async throws
+    static func afterCreate(id: String, _ record: ResourceRecord, _ ctx: ImportContext) async throws
+}
+
+extension NeutronKind {
+    public static var requiredParams: [String] { ["name"] }
+    public static func include(_ object: JSONObject) -> Bool { true }
+    public static func adjustExport(_ params: inout JSONObject, _ info: inout JSONObject, _ object: JSONObject,
+                                    refs: ReferenceBuilder) async throws {}
+    public static func extraDifferences(_ record: ResourceRecord, _ current: JSONObject, _ ctx: ImportContext)
+        -> (fields: [String], notes: [String]) { ([], []) }
+    public static func prepareCreate(_ body: inout JSONObject, _ record: ResourceRecord, _ ctx: ImportContext) async throws {}
+    public static func prepareUpdate(_ body: inout JSONObject, _ fields: [String], _ record: ResourceRecord,
+                                     _ ctx: ImportContext) async throws {}
+    public static func afterCreate(id: String, _ record: ResourceRecord, _ ctx: ImportContext) async throws {}
+
+    public static func references(_ record: ResourceRecord) -> [FieldReference] { fieldMap.references(record) }
+
+    // MARK: export
+
+    public static func export(_ ctx: ExportContext) async throws -> [ResourceRecord] {
+        let objects = try await ctx.session.list(
+            JSONValue.self, APIRequest(ServiceType.network, .GET, path, query: [QueryItem("project_id", ctx.projectID)]), key: plural
+        ).collect().compactMap(\.objectValue).filter(include)
+        return try await boundedMap(objects, limit: 8) { try await record(from: $0, refs: ctx.refs) }
+    }
+
+    public static func record(from object: JSONObject, refs: ReferenceBuilder) async throws -> ResourceRecord {
+        var params = try await fieldMap.params(from: object, refs: refs)
+        var info = fieldMap.infoValues(from: object)
+        try await adjustExport(&params, &info, object, refs: refs)
+        return ResourceRecord(type: typeName, params: params, info: info)
+    }
+
+    // MARK: import
+
+    /// The destination objects of the project with exactly this name.
+    public static func existing(named name: String, _ ctx: ImportContext) async throws -> [JSONObject] {
+        try await ctx.session.list(
+            JSONValue.self,
+            APIRequest(ServiceType.network, .GET, path, query: [QueryItem("name", name), QueryItem("project_id", ctx.projectID)]),
+            key: plural
+        ).collect().compactMap(\.objectValue).filter { $0["name"]?.stringValue == name }
+    }
+
+    public static func plan(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> ImportStep {
+        guard let name = record.name else { return .fail(reason: "params.name is missing") }
+        let found = try await existing(named: name, ctx)
+        if found.count > 1 {
+            return .fail(reason: "\(found.count) \(singular.replacingOccurrences(of: "_", with: " "))s named '\(name)' in the destination project")
+        }
+        if let object = found.first { return try await compare(record, object, ctx) }
+        return .create(detail: "") { try await create(record, ctx) }
+    }
+
+    public static func compare(_ record: ResourceRecord, _ object: JSONObject, _ ctx: ImportContext) async throws -> ImportStep {
+        guard let id = object["id"]?.stringValue else { return .fail(reason: "destination \(singular) has no id") }
+        let current = try await Self.record(from: object, refs: ctx.current).params
+        let extra = extraDifferences(record, current, ctx)
+        let diffs = (fieldMap.differences(desired: record.params, current: current) + extra.fields).sorted()
+        let note = extra.notes.isEmpty ? nil : extra.notes.joined(separator: "; ")
+        if diffs.isEmpty { return .ok(id: id, note: note) }
+        let fixed = fieldMap.immutable(diffs)
+        if !fixed.isEmpty {
+            let detail = fixed.map { "\($0) (destination \((current[$0] ?? .null).jsonString()), file \((record.params[$0] ?? .null).jsonString()))" }
+            return .fail(reason: "differs in fields that cannot change after creation: " + detail.joined(separator: ", "))
+        }
+        return .update(id: id, fields: diffs) {
+            var body = try await fieldMap.updateBody(diffs, record, ctx)
+            try await prepareUpdate(&body, diffs, record, ctx)
+            if !body.isEmpty {
+                _ = try await ctx.session.send(APIRequest(ServiceType.network, .PUT, path + "/" + APIPath.escape(id),
+                                                          body: [singular: .object(body)]))
+            }
+            if diffs.contains("tags"), let tags = fieldMap.tags(record) {
+                _ = try await ctx.session.send(APIRequest(ServiceType.network, .PUT, path + "/" + APIPath.escape(id) + "/tags",
+                                                          body: ["tags": .array(tags.map(JSONValue.string))]))
+            }
+        }
+    }
+
+    public static func create(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> String {
+        var body = try await fieldMap.createBody(record, ctx)
+        try await prepareCreate(&body, record, ctx)
+        let created = try await ctx.session.json(APIRequest(ServiceType.network, .POST, path, body: [singular: .object(body)]),
+                                                 key: singular)
+        guard let id = created["id"]?.stringValue else {
+            throw OpenStackError(kind: .decoding, service: ServiceType.network, message: "created \(singular) has no id")
+        }
+        try await afterCreate(id: id, record, ctx)
+        if let tags = fieldMap.tags(record), !tags.isEmpty {
+            _ = try await ctx.session.send(APIRequest(ServiceType.network, .PUT, path + "/" + APIPath.escape(id) + "/tags",
+                                                      body: ["tags": .array(tags.map(JSONValue.string))]))
+        }
+        return id
+    }
+}

@@ -1,0 +1,312 @@
+import Foundation
+import OpenStack
+
+/// What a reference can point at, and how to list those things cheaply.
+public enum RefType: String, Sendable, CaseIterable {
+    case network, subnet, router
+    case securityGroup = "security group"
+    case qosPolicy = "QoS policy"
+    case subnetPool = "subnet pool"
+    case segment
+    case addressGroup = "address group"
+    case networkFlavor = "network flavor"
+    case flavor, image, project, domain, user, role
+
+    /// How a reference of this type names its owner.
+    enum Scoping { case project, domain, none }
+
+    var scoping: Scoping {
+        switch self {
+        case .flavor, .domain, .networkFlavor: return .none
+        case .project, .user, .role: return .domain
+        default: return .project
+        }
+    }
+
+    /// The API path that lists this type, and the key of the list.
+    var listing: (service: String, path: String, key: String, fields: Bool) {
+        switch self {
+        case .network: return (ServiceType.network, "/networks", "networks", true)
+        case .subnet: return (ServiceType.network, "/subnets", "subnets", true)
+        case .router: return (ServiceType.network, "/routers", "routers", true)
+        case .securityGroup: return (ServiceType.network, "/security-groups", "security_groups", true)
+        case .qosPolicy: return (ServiceType.network, "/qos/policies", "policies", true)
+        case .subnetPool: return (ServiceType.network, "/subnetpools", "subnetpools", true)
+        case .segment: return (ServiceType.network, "/segments", "segments", true)
+        case .addressGroup: return (ServiceType.network, "/address-groups", "address_groups", true)
+        case .networkFlavor: return (ServiceType.network, "/flavors", "flavors", true)
+        case .flavor: return (ServiceType.compute, "/flavors", "flavors", false)
+        case .image: return (ServiceType.image, "/images", "images", false)
+        case .project: return (ServiceType.identity, "/projects", "projects", false)
+        case .domain: return (ServiceType.identity, "/domains", "domains", false)
+        case .user: return (ServiceType.identity, "/users", "users", false)
+        case .role: return (ServiceType.identity, "/roles", "roles", false)
+        }
+    }
+}
+
+/// One entry of a listing: enough to turn ids into names and back.
+public struct IndexEntry: Sendable, Hashable {
+    public var id: String
+    public var name: String
+    /// project_id (Neutron), owner (Glance) or domain_id (Keystone).
+    public var owner: String?
+
+    public init(id: String, name: String, owner: String?) {
+        self.id = id
+        self.name = name
+        self.owner = owner
+    }
+
+    init?(_ v: JSONValue) {
+        guard let id = v["id"]?.stringValue else { return nil }
+        self.id = id
+        name = v["name"]?.stringValue ?? ""
+        owner = v["project_id"]?.stringValue ?? v["tenant_id"]?.stringValue ?? v["owner"]?.stringValue
+            ?? v["domain_id"]?.stringValue
+    }
+}
+
+/// A reference that cannot be resolved: missing, or ambiguous.
+public struct ReferenceError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Lists of one cloud's resources by type, loaded once each and shared by concurrent callers,
+/// plus what was created (or planned) since.
+actor CloudIndex {
+    let session: CloudSession
+    private var listed: [RefType: [IndexEntry]] = [:]
+    private var loading: [RefType: Task<[IndexEntry], any Error>] = [:]
+    private var added: [RefType: [IndexEntry]] = [:]
+
+    init(session: CloudSession) { self.session = session }
+
+    func entries(_ type: RefType) async throws -> [IndexEntry] {
+        try await listing(type) + (added[type] ?? [])
+    }
+
+    func add(_ type: RefType, _ entry: IndexEntry) {
+        added[type, default: []].append(entry)
+    }
+
+    private func listing(_ type: RefType) async throws -> [IndexEntry] {
+        if let e = listed[type] { return e }
+        if let t = loading[type] { return try await t.value }
+        let session = self.session
+        let task = Task { try await Self.load(type, session) }
+        loading[type] = task
+        defer { loading[type] = nil }
+        let e = try await task.value
+        listed[type] = e
+        return e
+    }
+
+    static func load(_ type: RefType, _ session: CloudSession) async throws -> [IndexEntry] {
+        let l = type.listing
+        var query: [QueryItem] = []
+        if l.fields {
+            query = [QueryItem("fields", "id"), QueryItem("fields", "name"), QueryItem("fields", "project_id")]
+        }
+        if type == .image { query.append(QueryItem("limit", "1000")) }
+        do {
+            return try await session.list(JSONValue.self, APIRequest(l.service, .GET, l.path, query: query), key: l.key)
+                .collect().compactMap(IndexEntry.init)
+        } catch let e as OpenStackError where e.isNotFound || e.isForbidden {
+            // An extension the cloud does not have (QoS, address groups, segments), or a
+            // listing the caller may not do: nothing to resolve against.
+            return []
+        }
+    }
+}
+
+/// Export side: ids to references, as the reference tool writes them.
+public actor ReferenceBuilder {
+    let session: CloudSession
+    let index: CloudIndex
+    public let projectID: String
+    public let userID: String
+    private var projects: [String: (name: String?, domain: String?)] = [:]
+    private var domains: [String: String?] = [:]
+
+    public init(session: CloudSession) async throws {
+        self.session = session
+        self.index = CloudIndex(session: session)
+        let token = try await session.authenticate()
+        guard let p = token.projectID else {
+            throw ConfigError("cloud '\(session.profile.name)': the token is not project-scoped")
+        }
+        projectID = p
+        userID = token.userID
+    }
+
+    /// The reference for `id`, or null for no id.
+    public func ref(_ type: RefType, id: String?) async throws -> JSONValue {
+        guard let id, !id.isEmpty else { return .null }
+        let entry = try await lookup(type, id)
+        switch type.scoping {
+        case .none:
+            return Reference(name: entry.name).json
+        case .domain:
+            return Reference(name: entry.name, domainName: try await domainName(entry.owner)).json
+        case .project:
+            let (p, d) = try await projectNames(entry.owner)
+            return Reference(name: entry.name, projectName: p, domainName: d).json
+        }
+    }
+
+    /// A user reference: `%auth%` for the authenticated user.
+    public func userRef(id: String?) async throws -> JSONValue {
+        guard let id else { return .null }
+        if id == userID { return Reference(name: Reference.auth, projectName: nil, domainName: Reference.auth).json }
+        return try await ref(.user, id: id)
+    }
+
+    /// Names of `id`'s resources of `type` (listing them once).
+    public func entry(_ type: RefType, id: String) async throws -> IndexEntry { try await lookup(type, id) }
+
+    func lookup(_ type: RefType, _ id: String) async throws -> IndexEntry {
+        if let e = try await index.entries(type).first(where: { $0.id == id }) { return e }
+        // Not visible in the listing (another project's, or filtered): ask for it directly.
+        let l = type.listing
+        do {
+            let v = try await session.json(APIRequest(l.service, .GET, l.path + "/" + APIPath.escape(id)))
+            let inner = v.objectValue?.count == 1 ? (v.objectValue?.first?.value ?? v) : v
+            if let e = IndexEntry(inner) {
+                await index.add(type, e)
+                return e
+            }
+        } catch let e as OpenStackError where e.isNotFound || e.isForbidden {}
+        throw ReferenceError("\(type.rawValue) \(id) is referenced but cannot be found in cloud '\(session.profile.name)'")
+    }
+
+    /// Project and domain names for an owner; `%auth%` for our own project; nil when not allowed to look.
+    func projectNames(_ owner: String?) async throws -> (String?, String?) {
+        guard let owner, !owner.isEmpty else { return (nil, nil) }
+        if owner == projectID { return (Reference.auth, Reference.auth) }
+        if let p = projects[owner] { return p }
+        var result: (name: String?, domain: String?) = (nil, nil)
+        do {
+            let v = try await session.json(APIRequest(ServiceType.identity, .GET, "/projects/" + APIPath.escape(owner)), key: "project")
+            result.name = v["name"]?.stringValue
+            result.domain = try await domainName(v["domain_id"]?.stringValue)
+        } catch let e as OpenStackError where e.isForbidden || e.isNotFound {
+            // A tenant may not read other projects: the reference degrades to name-only.
+        }
+        projects[owner] = result
+        return result
+    }
+
+    func domainName(_ id: String?) async throws -> String? {
+        guard let id else { return nil }
+        if let d = domains[id] { return d }
+        var name: String? = nil
+        do {
+            name = try await session.json(APIRequest(ServiceType.identity, .GET, "/domains/" + APIPath.escape(id)), key: "domain")["name"]?.stringValue
+        } catch let e as OpenStackError where e.isForbidden || e.isNotFound {}
+        domains[id] = name
+        return name
+    }
+}
+
+/// Import side: references to destination ids. Resources created during the import are
+/// registered so later kinds find them; in a dry run they get placeholder ids.
+public actor ReferenceResolver {
+    public static let placeholderPrefix = "(to be created) "
+
+    let session: CloudSession
+    let index: CloudIndex
+    public let projectID: String
+    public let userID: String
+    private var projectIDs: [String: String?] = [:]
+    private var domainIDs: [String: String?] = [:]
+
+    public init(session: CloudSession) async throws {
+        self.session = session
+        self.index = CloudIndex(session: session)
+        let token = try await session.authenticate()
+        guard let p = token.projectID else {
+            throw ConfigError("cloud '\(session.profile.name)': the token is not project-scoped")
+        }
+        projectID = p
+        userID = token.userID
+    }
+
+    /// Tell the resolver about a resource that now exists (or will, in a dry run).
+    public func register(_ type: RefType, id: String, name: String, owner: String?) async {
+        await index.add(type, IndexEntry(id: id, name: name, owner: owner ?? projectID))
+    }
+
+    public func resolve(_ type: RefType, _ ref: Reference) async throws -> String {
+        let candidates = try await self.candidates(type, ref)
+        if candidates.count == 1 { return candidates[0].id }
+        if candidates.isEmpty {
+            throw ReferenceError("\(type.rawValue) \(ref) not found in the destination")
+        }
+        throw ReferenceError("\(candidates.count) \(type.rawValue)s named \(ref) in the destination")
+    }
+
+    /// nil when the reference is null.
+    public func resolve(_ type: RefType, _ value: JSONValue?) async throws -> String? {
+        guard let value, !value.isNull else { return nil }
+        guard let ref = Reference(value) else { throw ReferenceError("not a reference: \(value.jsonString())") }
+        return try await resolve(type, ref)
+    }
+
+    public func exists(_ type: RefType, _ ref: Reference) async throws -> Bool {
+        try await !candidates(type, ref).isEmpty
+    }
+
+    func candidates(_ type: RefType, _ ref: Reference) async throws -> [IndexEntry] {
+        if type == .user && ref.name == Reference.auth { return [IndexEntry(id: userID, name: ref.name, owner: nil)] }
+        let all = try await index.entries(type).filter { $0.name == ref.name }
+        var owner: String?? = .none
+        switch type.scoping {
+        case .none: break
+        case .project:
+            if ref.projectName == Reference.auth {
+                owner = .some(projectID)
+            } else if let p = ref.projectName {
+                owner = .some(try await projectID(named: p, domain: ref.domainName))
+            }
+        case .domain:
+            if let d = ref.domainName, d != Reference.auth { owner = .some(try await domainID(named: d)) }
+        }
+        var matches = all
+        if case .some(.some(let o)) = owner {
+            matches = all.filter { $0.owner == o || $0.owner == nil }
+        }
+        // Deduplicate (a resource registered during the run may also be listed later).
+        var seen = Set<String>()
+        return matches.filter { seen.insert($0.id).inserted }
+    }
+
+    /// A project id by name; nil when we may not look (403), as the reference tool degrades.
+    func projectID(named name: String, domain: String?) async throws -> String? {
+        let key = "\(domain ?? "")/\(name)"
+        if let p = projectIDs[key] { return p }
+        var q = [QueryItem("name", name)]
+        if let domain, let d = try await domainID(named: domain) { q.append(QueryItem("domain_id", d)) }
+        var result: String? = nil
+        do {
+            let v = try await session.json(APIRequest(ServiceType.identity, .GET, "/projects", query: q), key: "projects")
+            result = v.arrayValue?.first?["id"]?.stringValue
+            if result == nil { throw ReferenceError("project '\(name)' not found in the destination") }
+        } catch let e as OpenStackError where e.isForbidden {}
+        projectIDs[key] = result
+        return result
+    }
+
+    func domainID(named name: String) async throws -> String? {
+        if let d = domainIDs[name] { return d }
+        var result: String? = nil
+        do {
+            let v = try await session.json(APIRequest(ServiceType.identity, .GET, "/domains", query: [QueryItem("name", name)]),
+                                           key: "domains")
+            result = v.arrayValue?.first?["id"]?.stringValue
+        } catch let e as OpenStackError where e.isForbidden {}
+        domainIDs[name] = result
+        return result
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import Logging
+import OpenStack
+
+/// A kind of resource the tool migrates: its file, its fields and references, and how it is
+/// exported and imported. A new kind is one type conforming to this and one registry line.
+public protocol ResourceKind: Sendable {
+    /// CLI name and key of filters: "networks", "router-interfaces".
+    static var name: String { get }
+    /// File in the data directory: "networks.yml".
+    static var fileName: String { get }
+    /// The `type` string of its records: "openstack.network.Network".
+    static var typeName: String { get }
+    /// Kinds whose resources must exist before this kind is imported.
+    static var dependencies: [String] { get }
+    /// The reference type that names resources of this kind, if others refer to it.
+    static var refType: RefType? { get }
+    /// Params every record must have.
+    static var requiredParams: [String] { get }
+    /// Whether records carry a `params.name` that must be unique and non-empty.
+    static var isNamed: Bool { get }
+    /// The vars-file filter list that selects this kind (`os_migrate_networks_filter`) and the
+    /// dotted param path it matches on import.
+    static var filterVariable: String { get }
+    static var filterPath: String { get }
+    /// Needs admin credentials.
+    static var adminOnly: Bool { get }
+
+    /// The source project's resources, serialized (unsorted; the engine sorts and filters).
+    static func export(_ ctx: ExportContext) async throws -> [ResourceRecord]
+
+    /// The references a record makes, for validation before any write.
+    static func references(_ record: ResourceRecord) -> [FieldReference]
+
+    /// Record-level checks beyond required params (one message per problem, naming the field).
+    static func validate(_ record: ResourceRecord) -> [String]
+
+    /// Look the record up in the destination and decide what to do.
+    static func plan(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> ImportStep
+
+    /// Work that must wait until every record of this kind (and the kinds imported in the same
+    /// run) exists, e.g. router static routes after the interfaces. One result per record touched.
+    static func finish(_ records: [ResourceRecord], _ ctx: ImportContext) async -> [ItemResult]
+
+    /// A short label for a record in reports (its name, or what identifies it).
+    static func label(_ record: ResourceRecord) -> String
+
+    /// The identity that must be unique across files (nil: not checked).
+    static func importIdentity(_ record: ResourceRecord) -> String?
+
+    /// What export merges on: a re-export replaces the record with the same identity
+    /// (default: type and source id).
+    static func exportIdentity(_ record: ResourceRecord) -> String?
+
+    /// Records that must be imported one after another share a key (interfaces of one router).
+    static func serialKey(_ record: ResourceRecord) -> String?
+}
+
+extension ResourceKind {
+    public static var dependencies: [String] { [] }
+    public static var refType: RefType? { nil }
+    public static var isNamed: Bool { true }
+    public static var filterPath: String { "name" }
+    public static var adminOnly: Bool { false }
+    public static func references(_ record: ResourceRecord) -> [FieldReference] { [] }
+    public static func validate(_ record: ResourceRecord) -> [String] { [] }
+    public static func finish(_ records: [ResourceRecord], _ ctx: ImportContext) async -> [ItemResult] { [] }
+    public static func label(_ record: ResourceRecord) -> String { record.name ?? record.id ?? "?" }
+    public static func importIdentity(_ record: ResourceRecord) -> String? {
+        isNamed ? record.name.map { "\(typeName):\($0)" } : nil
+    }
+    public static func exportIdentity(_ record: ResourceRecord) -> String? { record.id.map { "\(record.type):\($0)" } }
+    public static func serialKey(_ record: ResourceRecord) -> String? { nil }
+}
+
+/// A reference found in a record: which field, to what type.
+public struct FieldReference: Sendable {
+    public var field: String
+    public var type: RefType
+    public var ref: Reference
+    public init(field: String, type: RefType, ref: Reference) {
+        self.field = field
+        self.type = type
+        self.ref = ref
+    }
+}
+
+/// What export needs: the source session and its reference builder.
+public struct ExportContext: Sendable {
+    public let session: CloudSession
+    public let refs: ReferenceBuilder
+    public let isAdmin: Bool
+    public let logger: Logger
+    public var projectID: String { refs.projectID }
+
+    public init(session: CloudSession, refs: ReferenceBuilder, isAdmin: Bool, logger: Logger = Logger(label: "os-migrate.export")) {
+        self.session = session
+        self.refs = refs
+        self.isAdmin = isAdmin
+        self.logger = logger
+    }
+}
+
+/// Import options that change behaviour.
+public struct ImportOptions: Sendable {
+    public var dryRun: Bool
+    /// Delete destination security group rules that the file does not list (groups in the file only).
+    public var pruneRules: Bool
+    public init(dryRun: Bool = false, pruneRules: Bool = false) {
+        self.dryRun = dryRun
+        self.pruneRules = pruneRules
+    }
+}
+
+/// What import needs: the destination session, the resolver, and a reference builder on the
+/// destination to serialize what exists there for comparison.
+public struct ImportContext: Sendable {
+    public let session: CloudSession
+    public let resolver: ReferenceResolver
+    public let current: ReferenceBuilder
+    public let isAdmin: Bool
+    public let options: ImportOptions
+    public let logger: Logger
+    /// Values listed once per run and shared by concurrent steps.
+    public let cache = RunCache()
+    public var projectID: String { resolver.projectID }
+
+    public init(session: CloudSession, resolver: ReferenceResolver, current: ReferenceBuilder, isAdmin: Bool,
+                options: ImportOptions, logger: Logger = Logger(label: "os-migrate.import"))
+    {
+        self.session = session
+        self.resolver = resolver
+        self.current = current
+        self.isAdmin = isAdmin
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Resolve a reference param of a record; nil when the param is null or absent.
+    public func resolve(_ type: RefType, _ record: ResourceRecord, _ param: String) async throws -> String? {
+        do {
+            return try await resolver.resolve(type, record.params[param])
+        } catch let e as ReferenceError {
+            throw ReferenceError("params.\(param): \(e.description)")
+        }
+    }
+}
+
+/// The decision for one record.
+public enum ImportStep: Sendable {
+    /// Exists as described.
+    case ok(id: String, note: String? = nil)
+    /// Missing: `perform` creates it and returns its id.
+    case create(detail: String, perform: @Sendable () async throws -> String)
+    /// Exists but differs in `fields`: `perform` changes just those.
+    case update(id: String, fields: [String], perform: @Sendable () async throws -> Void)
+    case skip(reason: String)
+    case fail(reason: String)
+}
+
+/// The outcome of one item, as reported.
+public struct ItemResult: Sendable, Equatable {
+    public enum Status: String, Sendable { case ok, changed, skipped, failed }
+    public var kind: String
+    public var name: String
+    public var status: Status
+    public var message: String
+    /// "created", "updated" for changed items.
+    public var action: String?
+    public var fields: [String]
+    public var id: String?
+
+    public init(kind: String, name: String, status: Status, message: String = "", action: String? = nil,
+                fields: [String] = [], id: String? = nil)
+    {
+        self.kind = kind
+        self.name = name
+        self.status = status
+        self.message = message
+        self.action = action
+        self.fields = fields
+        self.id = id
+    }
+}

@@ -1,0 +1,69 @@
+import Engine
+import Foundation
+import OpenStack
+import Resources
+import Synchronization
+
+/// Prints engine events as text lines or as one JSON object per line, from any task.
+final class ConsoleSink: EventSink, Sendable {
+    let json: Bool
+    /// In text mode, print `ok` and `skipped` items too (imports do; exports only with -v).
+    let showUnchanged: Bool
+    private let lock = Mutex(())
+
+    init(json: Bool, showUnchanged: Bool = true) {
+        self.json = json
+        self.showUnchanged = showUnchanged
+    }
+
+    func write(_ line: String) {
+        lock.withLock { _ in
+            FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        }
+    }
+
+    func item(_ r: ItemResult) {
+        if json {
+            var o: JSONObject = ["event": "item", "kind": .string(r.kind), "name": .string(r.name),
+                                 "status": .string(r.status.rawValue), "message": .string(r.message)]
+            if let a = r.action { o["action"] = .string(a) }
+            if !r.fields.isEmpty { o["fields"] = .array(r.fields.map(JSONValue.string)) }
+            if let id = r.id { o["id"] = .string(id) }
+            write(JSONValue.object(o).jsonString())
+            return
+        }
+        if !showUnchanged && (r.status == .ok || r.status == .skipped) { return }
+        let status = r.status.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
+        write("\(status) \(r.kind): \(r.name)\(r.message.isEmpty ? "" : "  (\(r.message))")")
+    }
+
+    func note(_ message: String) {
+        if json {
+            write(JSONValue.object(["event": "note", "message": .string(message)]).jsonString())
+        } else {
+            write("== \(message)")
+        }
+    }
+
+    func recap(_ recap: Recap) {
+        if json {
+            var o = recap.json["recap"]?.objectValue ?? [:]
+            o["event"] = "recap"
+            write(JSONValue.object(o).jsonString())
+        } else {
+            write(recap.line)
+        }
+    }
+
+    func export(_ s: ExportSummary) {
+        if json {
+            write(JSONValue.object([
+                "event": "export", "kind": .string(s.kind), "file": .string(s.file), "added": .int(s.added),
+                "updated": .int(s.updated), "unchanged": .int(s.unchanged), "filtered": .int(s.filtered), "total": .int(s.total),
+                "written": .bool(s.written),
+            ]).jsonString())
+        } else {
+            write("\(s.file): \(s.added) added, \(s.updated) updated, \(s.unchanged) unchanged, \(s.filtered) filtered out (\(s.total) in file)")
+        }
+    }
+}

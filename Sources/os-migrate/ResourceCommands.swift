@@ -1,0 +1,145 @@
+import ArgumentParser
+import Engine
+import Foundation
+import OpenStack
+import Resources
+
+/// Kind names on the command line: `networks`, `router-interfaces` (or `router_interfaces`), `all`.
+enum KindSelection {
+    static var validNames: String { (ResourceRegistry.kinds.map { $0.name } + ["all"]).joined(separator: ", ") }
+
+    static func resolve(_ names: [String], dataDir: String? = nil) throws -> [any ResourceKind.Type] {
+        if names.isEmpty || names.contains("all") {
+            guard let dataDir else { return ResourceRegistry.kinds }
+            return ResourceRegistry.kinds.filter {
+                FileManager.default.fileExists(atPath: (dataDir as NSString).appendingPathComponent($0.fileName))
+            }
+        }
+        var out: [any ResourceKind.Type] = []
+        for n in names {
+            guard let k = ResourceRegistry.kind(named: n) else {
+                throw ValidationError("unknown kind '\(n)' (known: \(validNames))")
+            }
+            if !out.contains(where: { $0.name == k.name }) { out.append(k) }
+        }
+        return out.sorted { a, b in
+            (ResourceRegistry.kinds.firstIndex { $0.name == a.name } ?? 0) < (ResourceRegistry.kinds.firstIndex { $0.name == b.name } ?? 0)
+        }
+    }
+
+    static func load(_ kinds: [any ResourceKind.Type], dataDir: String) throws -> [KindFile] {
+        try kinds.map { kind in
+            let path = (dataDir as NSString).appendingPathComponent(kind.fileName)
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw DataFileError(path, "not found (run `os-migrate export \(kind.name)` first)")
+            }
+            return KindFile(kind: kind, file: try ResourceFile.load(path))
+        }
+    }
+}
+
+struct FilterOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Only resources whose name matches: KIND=NAME or KIND=/REGEX/ (repeatable; adds to the vars file's os_migrate_*_filter).", valueName: "kind=name"))
+    var filter: [String] = []
+}
+
+struct ExportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Export resources of the source project into the data directory.",
+        discussion: "Kinds: \(KindSelection.validNames). Existing files are merged: new resources are added, changed ones replaced, others kept.")
+
+    @Argument(help: "Kinds to export.") var kinds: [String] = []
+    @OptionGroup var filters: FilterOptions
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        try await CommandRunner.run(common) { transport in
+            let config = try common.configuration()
+            let selected = try KindSelection.resolve(kinds.isEmpty ? ["all"] : kinds)
+            let nameFilters = try NameFilters(cli: filters.filter, vars: config.vars)
+            let session = try CloudSession(profile: try config.requireSource(), transport: transport)
+            let sink = ConsoleSink(json: common.json, showUnchanged: common.verbose > 0)
+            let start = ContinuousClock.now
+            let summaries = try await Exporter.run(kinds: selected, session: session, dataDir: config.dataDir,
+                                                   filters: nameFilters, sink: sink)
+            for s in summaries { sink.export(s) }
+            if !common.json {
+                let d = ContinuousClock.now - start
+                sink.write(String(format: "exported %d resources in %.2f s (%d API calls)", summaries.reduce(0) { $0 + $1.added + $1.updated + $1.unchanged },
+                                  Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18, session.requests.total))
+            }
+            return 0
+        }
+    }
+}
+
+struct ImportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Create or update the data directory's resources in the destination project.",
+        discussion: "Kinds: \(KindSelection.validNames). Files are validated and every reference resolved before the first change.")
+
+    @Argument(help: "Kinds to import (default: every file in the data directory).") var kinds: [String] = []
+    @Flag(name: .long, help: "Show what would be created or updated, change nothing.") var dryRun = false
+    @Flag(name: .long, help: "Delete destination security group rules that the rules file does not list (only in the file's groups).")
+    var pruneRules = false
+    @Option(name: .long, help: "Resources of one kind imported at once.") var concurrency = 8
+    @OptionGroup var filters: FilterOptions
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        try await CommandRunner.run(common) { transport in
+            let config = try common.configuration()
+            let selected = try KindSelection.resolve(kinds, dataDir: config.dataDir)
+            guard !selected.isEmpty else { throw ConfigError("\(config.dataDir): no data files to import") }
+            let files = try KindSelection.load(selected, dataDir: config.dataDir)
+            let nameFilters = try NameFilters(cli: filters.filter, vars: config.vars)
+            let session = try CloudSession(profile: try config.requireDestination(), transport: transport)
+            let sink = ConsoleSink(json: common.json)
+            let recap = try await Importer.run(
+                files: files, session: session,
+                options: .init(resource: ImportOptions(dryRun: dryRun, pruneRules: pruneRules), concurrency: max(1, concurrency)),
+                filters: nameFilters, sink: sink)
+            sink.recap(recap)
+            return recap.failed == 0 ? 0 : 1
+        }
+    }
+}
+
+struct ValidateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "validate",
+        abstract: "Check the data files; with --dst-cloud, also that every reference resolves.")
+
+    @Argument(help: "Kinds to validate (default: every file in the data directory).") var kinds: [String] = []
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        try await CommandRunner.run(common) { transport in
+            let config = try common.configuration()
+            let selected = try KindSelection.resolve(kinds, dataDir: config.dataDir)
+            guard !selected.isEmpty else { throw ConfigError("\(config.dataDir): no data files to validate") }
+            let files = try KindSelection.load(selected, dataDir: config.dataDir)
+            var problems = Validator.check(files)
+            if problems.isEmpty, let dst = config.dst {
+                let session = try CloudSession(profile: dst, transport: transport)
+                let resolver = try await ReferenceResolver(session: session)
+                // Anything in any data file counts as "will exist".
+                let all = try KindSelection.load(KindSelection.resolve([], dataDir: config.dataDir), dataDir: config.dataDir)
+                problems = try await ReferenceCheck.unresolved(
+                    files.map { ($0, Array($0.file.records.enumerated())) }, resolver: resolver,
+                    creatable: all.map { ($0.kind, $0.file.records) })
+            }
+            if !problems.isEmpty { throw ValidationFailure(problems) }
+            let count = files.reduce(0) { $0 + $1.file.records.count }
+            let msg = "valid: \(files.count) file(s), \(count) resource(s)" + (config.dst == nil ? "" : ", every reference resolves")
+            if common.json {
+                printLine(JSONValue.object(["valid": true, "files": .int(files.count), "resources": .int(count)]).jsonString())
+            } else {
+                printLine(msg)
+            }
+            return 0
+        }
+    }
+}
