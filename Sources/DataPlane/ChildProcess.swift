@@ -1,0 +1,318 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a child process ended.
+public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
+    case exited(Int32)
+    case signaled(Int32)
+
+    public var succeeded: Bool { self == .exited(0) }
+    public var description: String {
+        switch self {
+        case .exited(let c): return "exit status \(c)"
+        case .signaled(let s): return "signal \(s)"
+        }
+    }
+}
+
+/// A child process with optional pipes to its stdin, stdout and stderr (posix_spawn; every pipe end
+/// is close-on-exec so concurrent spawns never leak each other's pipes).
+final class ChildProcess: @unchecked Sendable {
+    enum Stdio {
+        case inherit
+        case null
+        case pipe
+        case fd(Int32)  // a descriptor of ours to hand to the child (not closed)
+    }
+
+    let pid: pid_t
+    let argv: [String]
+    private(set) var stdinFD: Int32
+    let stdoutFD: Int32
+    let stderrFD: Int32
+    private let lock = NSLock()
+    private var status: ExitStatus?
+    private var stderrTail: [UInt8] = []
+    private var stderrDone = DispatchSemaphore(value: 0)
+    private var stderrReader = false
+
+    init(argv: [String], stdin: Stdio, stdout: Stdio, stderr: Stdio, environment: [String: String]? = nil) throws {
+        self.argv = argv
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        var toClose: [Int32] = []
+        var ours: [Int32] = [-1, -1, -1]
+        func setup(_ s: Stdio, target: Int32, childReads: Bool) throws {
+            switch s {
+            case .inherit: break
+            case .null:
+                posix_spawn_file_actions_addopen(&actions, target, "/dev/null", childReads ? O_RDONLY : O_WRONLY, 0)
+            case .fd(let fd):
+                posix_spawn_file_actions_adddup2(&actions, fd, target)
+            case .pipe:
+                let p = try makePipe()
+                let childEnd = childReads ? p.read : p.write
+                let ourEnd = childReads ? p.write : p.read
+                posix_spawn_file_actions_adddup2(&actions, childEnd, target)
+                toClose.append(childEnd)
+                ours[Int(target)] = ourEnd
+                enlargePipe(ourEnd)
+            }
+        }
+        do {
+            try setup(stdin, target: 0, childReads: true)
+            try setup(stdout, target: 1, childReads: false)
+            try setup(stderr, target: 2, childReads: false)
+        } catch {
+            for fd in toClose + ours where fd >= 0 { close(fd) }
+            throw error
+        }
+
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGPIPE)
+        sigaddset(&defaults, SIGINT)
+        sigaddset(&defaults, SIGTERM)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attr, &mask)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        let cargs = argv.map { strdup($0) } + [nil]
+        defer { for p in cargs { free(p) } }
+        var envStrings: [UnsafeMutablePointer<CChar>?]? = nil
+        if let environment {
+            envStrings = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        }
+        defer { envStrings?.forEach { free($0) } }
+
+        var child: pid_t = 0
+        let rc: Int32
+        if let envStrings {
+            rc = posix_spawnp(&child, argv[0], &actions, &attr, cargs, envStrings)
+        } else {
+            rc = posix_spawnp(&child, argv[0], &actions, &attr, cargs, environ)
+        }
+        for fd in toClose { close(fd) }
+        if rc != 0 {
+            for fd in ours where fd >= 0 { close(fd) }
+            throw DataPlaneError("cannot start \(argv[0]): \(errnoString(rc))")
+        }
+        pid = child
+        stdinFD = ours[0]
+        stdoutFD = ours[1]
+        stderrFD = ours[2]
+    }
+
+    deinit {
+        if stdinFD >= 0 { close(stdinFD) }
+        if stdoutFD >= 0 { close(stdoutFD) }
+        if stderrFD >= 0 { close(stderrFD) }
+    }
+
+    func closeStdin() {
+        lock.lock()
+        defer { lock.unlock() }
+        if stdinFD >= 0 {
+            close(stdinFD)
+            stdinFD = -1
+        }
+    }
+
+    /// Collects stderr in the background, keeping the last 16 KiB; `line` is called for each line.
+    func collectStderr(line: (@Sendable (String) -> Void)? = nil) {
+        guard stderrFD >= 0 else { return }
+        stderrReader = true
+        let fd = stderrFD
+        Thread.detachNewThread { [self] in
+            var pending: [UInt8] = []
+            var buf = [UInt8](repeating: 0, count: 8192)
+            while true {
+                let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                let bytes = buf[0..<n]
+                lock.lock()
+                stderrTail += bytes
+                if stderrTail.count > 16384 { stderrTail.removeFirst(stderrTail.count - 16384) }
+                lock.unlock()
+                if let line {
+                    pending += bytes
+                    while let nl = pending.firstIndex(of: 10) {
+                        line(String(decoding: pending[..<nl], as: UTF8.self))
+                        pending.removeSubrange(...nl)
+                    }
+                }
+            }
+            if let line, !pending.isEmpty { line(String(decoding: pending, as: UTF8.self)) }
+            stderrDone.signal()
+        }
+    }
+
+    /// The collected stderr (waits for the reader to reach EOF, at most `timeout` seconds).
+    func stderrText(timeout: Double = 5) -> String {
+        if stderrReader {
+            if stderrDone.wait(timeout: .now() + timeout) == .success { stderrDone.signal() }
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        return String(decoding: stderrTail, as: UTF8.self)
+    }
+
+    /// Last non-empty stderr line, without ssh's noise.
+    func lastStderrLine() -> String? {
+        stderrText().split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }.last
+    }
+
+    func signal(_ sig: Int32) {
+        lock.lock()
+        let done = status != nil
+        lock.unlock()
+        if !done { kill(pid, sig) }
+    }
+
+    @discardableResult
+    func wait() -> ExitStatus {
+        lock.lock()
+        if let s = status {
+            lock.unlock()
+            return s
+        }
+        lock.unlock()
+        var raw: Int32 = 0
+        while waitpid(pid, &raw, 0) < 0 {
+            if errno != EINTR {
+                raw = 0xFF00
+                break
+            }
+        }
+        let s: ExitStatus = (raw & 0x7F) == 0 ? .exited((raw >> 8) & 0xFF) : .signaled(raw & 0x7F)
+        lock.lock()
+        status = s
+        lock.unlock()
+        return s
+    }
+
+    /// Waits at most `timeout` seconds, then SIGKILLs.
+    func wait(timeout: Double) -> ExitStatus {
+        let deadline = monotonicSeconds() + timeout
+        while monotonicSeconds() < deadline {
+            var raw: Int32 = 0
+            let r = waitpid(pid, &raw, WNOHANG)
+            if r == pid {
+                let s: ExitStatus = (raw & 0x7F) == 0 ? .exited((raw >> 8) & 0xFF) : .signaled(raw & 0x7F)
+                lock.lock()
+                status = s
+                lock.unlock()
+                return s
+            }
+            if r < 0 && errno != EINTR { return wait() }
+            usleep(10_000)
+        }
+        kill(pid, SIGKILL)
+        return wait()
+    }
+}
+
+/// A blocking FIFO for worker threads.
+final class BlockingQueue<Element>: @unchecked Sendable {
+    private var items: [Element] = []
+    private var head = 0
+    private var closed = false
+    private let cond = NSCondition()
+
+    func push(_ e: Element) {
+        cond.lock()
+        items.append(e)
+        cond.signal()
+        cond.unlock()
+    }
+
+    /// Nil once closed and drained.
+    func pop() -> Element? {
+        cond.lock()
+        defer { cond.unlock() }
+        while head == items.count && !closed { cond.wait() }
+        if head == items.count { return nil }
+        let e = items[head]
+        head += 1
+        if head > 1024 && head * 2 > items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        return e
+    }
+
+    func close() {
+        cond.lock()
+        closed = true
+        cond.broadcast()
+        cond.unlock()
+    }
+}
+
+/// A bounded pool of chunk buffers (the bound on memory in flight).
+final class BufferPool: @unchecked Sendable {
+    private var free: [AlignedBuffer] = []
+    private var created = 0
+    private let limit: Int
+    private let size: Int
+    private var closed = false
+    private let cond = NSCondition()
+
+    init(bufferSize: Int, limit: Int) {
+        size = bufferSize
+        self.limit = limit
+    }
+
+    /// Nil when the pool was closed (the session is failing).
+    func take() -> AlignedBuffer? {
+        cond.lock()
+        defer { cond.unlock() }
+        while free.isEmpty && created >= limit && !closed { cond.wait() }
+        if closed { return nil }
+        if let b = free.popLast() { return b }
+        created += 1
+        return AlignedBuffer(capacity: size)
+    }
+
+    func give(_ b: AlignedBuffer) {
+        cond.lock()
+        free.append(b)
+        cond.signal()
+        cond.unlock()
+    }
+
+    func close() {
+        cond.lock()
+        closed = true
+        cond.broadcast()
+        cond.unlock()
+    }
+}
+
+/// A joinable thread.
+final class WorkerThread: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    init(name: String, _ body: @escaping @Sendable () -> Void) {
+        let t = Thread { [done] in
+            body()
+            done.signal()
+        }
+        t.name = name
+        t.stackSize = 1 << 20
+        t.start()
+    }
+    func join() {
+        done.wait()
+        done.signal()
+    }
+}

@@ -1,0 +1,285 @@
+// Thin, blocking POSIX wrappers used at the I/O edges of the data plane (Linux).
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+// GNU-only symbols the Swift Glibc module does not import (it is built without _GNU_SOURCE).
+@_silgen_name("fallocate64")
+private func c_fallocate(_ fd: Int32, _ mode: Int32, _ offset: Int64, _ len: Int64) -> Int32
+@_silgen_name("pipe2")
+private func c_pipe2(_ fds: UnsafeMutablePointer<Int32>, _ flags: Int32) -> Int32
+
+enum LinuxConstants {
+    static let seekData: Int32 = 3
+    static let seekHole: Int32 = 4
+    static let fallocKeepSize: Int32 = 0x01
+    static let fallocPunchHole: Int32 = 0x02
+    static let fallocZeroRange: Int32 = 0x10
+    static let blkGetSize64: UInt = 0x8008_1272
+    static let blkZeroOut: UInt = 0x127F
+    static let fSetPipeSize: Int32 = 1031
+}
+
+/// An `errno`-carrying failure of one system call on one path.
+struct SystemCallError: Error, CustomStringConvertible {
+    var call: String
+    var path: String
+    var errno: Int32
+    var description: String { "\(path): \(errnoString(errno))" }
+}
+
+func errnoString(_ code: Int32) -> String {
+    guard let s = strerror(code) else { return "error \(code)" }
+    return String(cString: s)
+}
+
+/// What a path turned out to be.
+public enum VolumeKind: String, Sendable, Codable {
+    case file
+    case blockDevice = "block"
+}
+
+/// An open file descriptor of a volume (a regular file or a block device).
+final class VolumeHandle: @unchecked Sendable {
+    let fd: Int32
+    let path: String
+    let kind: VolumeKind
+    private(set) var size: UInt64
+    let device: UInt64
+    let inode: UInt64
+
+    private init(fd: Int32, path: String, kind: VolumeKind, size: UInt64, device: UInt64, inode: UInt64) {
+        self.fd = fd
+        self.path = path
+        self.kind = kind
+        self.size = size
+        self.device = device
+        self.inode = inode
+    }
+
+    deinit { close(fd) }
+
+    /// Opens an existing regular file or block device.
+    static func open(_ path: String, writable: Bool) throws -> VolumeHandle {
+        let flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC
+        let fd = Glibc.open(path, flags)
+        if fd < 0 { throw SystemCallError(call: "open", path: path, errno: errno) }
+        do {
+            return try wrap(fd: fd, path: path)
+        } catch {
+            close(fd)
+            throw error
+        }
+    }
+
+    /// Creates a new regular file (fails if it exists).
+    static func create(_ path: String) throws -> VolumeHandle {
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        if fd < 0 { throw SystemCallError(call: "open", path: path, errno: errno) }
+        do {
+            return try wrap(fd: fd, path: path)
+        } catch {
+            close(fd)
+            throw error
+        }
+    }
+
+    private static func wrap(fd: Int32, path: String) throws -> VolumeHandle {
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw SystemCallError(call: "fstat", path: path, errno: errno) }
+        let mode = st.st_mode & S_IFMT
+        if mode == S_IFREG {
+            return VolumeHandle(fd: fd, path: path, kind: .file, size: UInt64(st.st_size),
+                                device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        } else if mode == S_IFBLK {
+            var size: UInt64 = 0
+            if ioctl(fd, LinuxConstants.blkGetSize64, &size) != 0 {
+                throw SystemCallError(call: "ioctl(BLKGETSIZE64)", path: path, errno: errno)
+            }
+            return VolumeHandle(fd: fd, path: path, kind: .blockDevice, size: size,
+                                device: UInt64(st.st_rdev), inode: 0)
+        }
+        throw DataPlaneError("\(path): not a regular file or block device")
+    }
+
+    /// Sets a regular file's length.
+    func truncate(to length: UInt64) throws {
+        precondition(kind == .file)
+        if ftruncate(fd, off_t(length)) != 0 { throw SystemCallError(call: "ftruncate", path: path, errno: errno) }
+        size = length
+    }
+
+    func adviseSequential() {
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+    }
+
+    /// Reads exactly `count` bytes at `offset` (short only at end of file, where the rest is zero-filled).
+    func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws {
+        var done = 0
+        while done < count {
+            let n = pread(fd, buffer + done, count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemCallError(call: "pread", path: path, errno: errno)
+            }
+            if n == 0 {
+                memset(buffer + done, 0, count - done)
+                return
+            }
+            done += n
+        }
+    }
+
+    func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
+        var done = 0
+        while done < count {
+            let n = pwrite(fd, buffer + done, count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemCallError(call: "pwrite", path: path, errno: errno)
+            }
+            done += n
+        }
+    }
+
+    /// Data extents (SEEK_DATA/SEEK_HOLE) of a regular file, or nil when the file system
+    /// cannot tell (then every byte is to be treated as data).
+    func dataExtents() -> [Extent]? {
+        guard kind == .file else { return nil }
+        var extents: [Extent] = []
+        var pos: off_t = 0
+        let end = off_t(size)
+        while pos < end {
+            let data = lseek(fd, pos, LinuxConstants.seekData)
+            if data < 0 {
+                if errno == ENXIO { break }  // no more data
+                return nil
+            }
+            var hole = lseek(fd, data, LinuxConstants.seekHole)
+            if hole < 0 { return nil }
+            if hole > end { hole = end }
+            if hole > data { extents.append(Extent(offset: UInt64(data), length: UInt64(hole - data))) }
+            pos = hole
+        }
+        return extents
+    }
+
+    /// True when the range is known to hold only zeros without reading it (a hole in a file).
+    func isHole(offset: UInt64, length: Int) -> Bool {
+        guard kind == .file else { return false }
+        let data = lseek(fd, off_t(offset), LinuxConstants.seekData)
+        if data < 0 { return errno == ENXIO }
+        return UInt64(data) >= offset + UInt64(length)
+    }
+
+    /// Makes the range read as zeros with the cheapest correct means.
+    func zeroRange(offset: UInt64, length: UInt64, scratch: UnsafeRawPointer, scratchCount: Int) throws {
+        if length == 0 { return }
+        switch kind {
+        case .file:
+            if c_fallocate(fd, LinuxConstants.fallocPunchHole | LinuxConstants.fallocKeepSize,
+                           Int64(offset), Int64(length)) == 0 { return }
+            if c_fallocate(fd, LinuxConstants.fallocZeroRange | LinuxConstants.fallocKeepSize,
+                           Int64(offset), Int64(length)) == 0 { return }
+        case .blockDevice:
+            var range: (UInt64, UInt64) = (offset, length)
+            let r = withUnsafeMutablePointer(to: &range) {
+                ioctl(fd, LinuxConstants.blkZeroOut, UnsafeMutableRawPointer($0))
+            }
+            if r == 0 { return }
+        }
+        // Fallback: write zeros from a zero-filled scratch buffer.
+        var pos = offset
+        let end = offset + length
+        while pos < end {
+            let n = Int(min(UInt64(scratchCount), end - pos))
+            try write(from: scratch, count: n, at: pos)
+            pos += UInt64(n)
+        }
+    }
+
+    func syncData() throws {
+        if fdatasync(fd) != 0 { throw SystemCallError(call: "fdatasync", path: path, errno: errno) }
+    }
+}
+
+/// A page-aligned heap buffer.
+final class AlignedBuffer: @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer
+    let capacity: Int
+    init(capacity: Int) {
+        self.capacity = capacity
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 1), alignment: 4096)
+    }
+    deinit { pointer.deallocate() }
+    var raw: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: pointer, count: capacity) }
+}
+
+/// Creates a pipe whose two ends are close-on-exec.
+func makePipe() throws -> (read: Int32, write: Int32) {
+    var fds: [Int32] = [-1, -1]
+    if c_pipe2(&fds, O_CLOEXEC) != 0 { throw SystemCallError(call: "pipe2", path: "pipe", errno: errno) }
+    return (fds[0], fds[1])
+}
+
+/// Enlarges a pipe's kernel buffer (fewer wake-ups at high throughput); best effort.
+func enlargePipe(_ fd: Int32, to bytes: Int = 1 << 20) {
+    _ = fcntl(fd, LinuxConstants.fSetPipeSize, Int32(bytes))
+}
+
+/// Reads exactly `count` bytes from a stream; returns false on EOF before the first byte, throws on a short read.
+func readFully(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) throws -> Bool {
+    var done = 0
+    while done < count {
+        let n = Glibc.read(fd, buffer + done, count - done)
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw SystemCallError(call: "read", path: "stream", errno: errno)
+        }
+        if n == 0 {
+            if done == 0 { return false }
+            throw DataPlaneError("connection closed in the middle of a frame")
+        }
+        done += n
+    }
+    return true
+}
+
+/// Writes a set of buffers completely (handles short writes).
+func writeFully(_ fd: Int32, _ parts: [UnsafeRawBufferPointer]) throws {
+    var iov = parts.filter { $0.count > 0 }.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+    var index = 0
+    while index < iov.count {
+        let n = iov.withUnsafeMutableBufferPointer { buf in
+            writev(fd, buf.baseAddress! + index, Int32(min(buf.count - index, 512)))
+        }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw SystemCallError(call: "write", path: "stream", errno: errno)
+        }
+        var left = n
+        while left > 0 && index < iov.count {
+            if left >= iov[index].iov_len {
+                left -= iov[index].iov_len
+                index += 1
+            } else {
+                iov[index].iov_base = iov[index].iov_base! + left
+                iov[index].iov_len -= left
+                left = 0
+            }
+        }
+    }
+}
+
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+public func processorCount() -> Int {
+    let n = sysconf(Int32(_SC_NPROCESSORS_ONLN))
+    return n > 0 ? n : 1
+}
