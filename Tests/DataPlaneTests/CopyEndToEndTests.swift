@@ -1,0 +1,364 @@
+import DataPlane
+import Foundation
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The built `os-migrate` binary copying through a real sshd (user root on 127.0.0.1 in CI).
+@Suite("DataPlane copy end to end", .serialized)
+struct CopyEndToEndTests {
+    // MARK: bit-exact copies
+
+    @Test("bit-exact copy to a new file", arguments: DiskKind.allCases)
+    func copyToNewFile(kind: DiskKind) async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
+        try kind.make(src)
+        let run = try await h.copy(h.remote(src), dst)
+        #expect(run.exitCode == 0, "\(run)")
+        let r = try #require(run.result, "\(run)")
+        #expect(try sameBytes(src, dst))
+        #expect(r.verified)
+        #expect(r.digest == (try localVolumeDigest(path: src).digest))
+        // Only non-zero 64 KiB blocks cross the wire; framing is small.
+        let data = try nonZeroBlockBytes(src)
+        #expect(r.bytesCopied == data)
+        #expect(r.bytesCopied + r.bytesZero == r.sourceSize)
+        #expect(r.bytesOnWire >= data)
+        #expect(Double(r.bytesOnWire) <= Double(data) * 1.02 + 65536, "wire \(r.bytesOnWire) for \(data) bytes of data")
+    }
+
+    @Test("a destination holding old data is overwritten everywhere, zeros included", arguments: [DiskKind.sparse5, .explicitZeros, .empty])
+    func overwriteOldData(kind: DiskKind) async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
+        let size = try kind.make(src)
+        var w = try DiskWriter(path: dst, size: size + 3 * MiB, seed: 99)  // bigger, full of noise
+        w.random(at: 0, count: size + 3 * MiB)
+        w.close()
+        let run = try await h.copy(h.remote(src), dst)
+        #expect(run.exitCode == 0, "\(run)")
+        #expect(try sameBytes(src, dst))  // same size too: the file was cut to the source's size
+    }
+
+    @Test("copy into and out of block devices (loop)", .enabled(if: LoopDevice.available))
+    func loopDevices() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), backing = h.scratch.file("backing.img"), back2 = h.scratch.file("back2.img")
+        let size = try DiskKind.sparse5.make(src)
+        // Target device a bit larger than the source and full of noise.
+        var w = try DiskWriter(path: backing, size: size + MiB, seed: 5)
+        w.random(at: 0, count: size + MiB)
+        w.close()
+        let dev = try LoopDevice.attach(backing)
+        defer { LoopDevice.detach(dev) }
+        let run = try await h.copy(h.remote(src), dev)
+        #expect(run.exitCode == 0, "\(run)")
+        #expect(try sameBytes(src, dev, count: size))
+        // And a block device as the source (no SEEK_DATA: every chunk is read, zeros still skipped).
+        try sh("truncate -s \(size) \(back2)")
+        let sdev = try LoopDevice.attach(back2)
+        defer { LoopDevice.detach(sdev) }
+        try sh("dd if=\(src) of=\(sdev) bs=1M conv=fsync status=none")
+        let out = h.scratch.file("out.img")
+        let run2 = try await h.copy(h.remote(sdev), out)
+        #expect(run2.exitCode == 0, "\(run2)")
+        #expect(try sameBytes(src, out))
+        #expect(run2.result?.bytesCopied == (try nonZeroBlockBytes(src)))
+    }
+
+    // MARK: resume, incremental, repair
+
+    @Test("kill the receiver at ~50 %: the next run moves only what is missing")
+    func resumeAfterKill() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
+        var w = try DiskWriter(path: src, size: 64 * MiB, seed: 11)
+        w.random(at: 0, count: 56 * MiB)
+        w.close()
+        let data = try nonZeroBlockBytes(src)
+        let killed = try await h.copy(h.remote(src), dst, ["--workers", "1"], env: ["OSM_AGENT_TEST_KILL_AFTER_BYTES": String(data / 2)])
+        #expect(killed.exitCode == 128 + SIGKILL, "\(killed)")
+        #expect(killed.result == nil)
+        #expect(!(try sameBytes(src, dst)))
+
+        let run = try await h.copy(h.remote(src), dst)
+        #expect(run.exitCode == 0, "\(run)")
+        let r = try #require(run.result)
+        #expect(try sameBytes(src, dst))
+        // What the first run landed is reused (verified by re-hashing), the rest is copied.
+        #expect(r.bytesReused >= data / 2)
+        #expect(r.bytesReused + r.bytesCopied == data)
+        #expect(r.bytesCopied <= data / 2)
+        #expect(r.bytesOnWire >= r.bytesCopied && Double(r.bytesOnWire) <= Double(r.bytesCopied) * 1.02 + 65536)
+        #expect(r.chunksRepaired == 0)
+    }
+
+    @Test("change 3 chunks on the source after a full copy: exactly those 3 move")
+    func incremental() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
+        try DiskKind.half.make(src)
+        let first = try await h.copy(h.remote(src), dst)
+        #expect(first.exitCode == 0, "\(first)")
+        let full = try #require(first.result)
+
+        var w = try DiskWriter(path: src, size: 48 * MiB, seed: 77, truncate: false)
+        w.random(at: 1 * chunk, count: chunk)
+        w.random(at: 5 * chunk + 12345, count: 1000)  // a small change inside a chunk
+        w.random(at: 11 * chunk, count: chunk)
+        w.close()
+        let second = try await h.copy(h.remote(src), dst)
+        #expect(second.exitCode == 0, "\(second)")
+        let r = try #require(second.result)
+        #expect(r.chunksCopied == 3)
+        #expect(r.chunksReused == full.chunksCopied - 3)  // every chunk of this disk holds data
+        #expect(try sameBytes(src, dst))
+        #expect(r.bytesOnWire < UInt64(3 * chunk + 65536))
+        #expect(r.digest == (try localVolumeDigest(path: src).digest))
+
+        // A third run with nothing changed moves nothing.
+        let third = try await h.copy(h.remote(src), dst)
+        #expect(third.result?.chunksCopied == 0)
+        #expect((third.result?.bytesOnWire ?? .max) < 16384)
+    }
+
+    @Test("a chunk corrupted in flight is detected and re-requested")
+    func corruptInFlight() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
+        try DiskKind.dense.make(src)
+        let run = try await h.copy(h.remote(src), dst, env: ["OSM_AGENT_TEST_CORRUPT_CHUNK": "2"])
+        #expect(run.exitCode == 0, "\(run)")
+        let r = try #require(run.result)
+        #expect(r.chunksRetried == 1)
+        #expect(run.stdout.contains("chunk 2 failed verification on arrival"))
+        #expect(try sameBytes(src, dst))
+        #expect(r.bytesOnWire > UInt64(24 * MiB + chunk))  // the bad chunk crossed twice
+    }
+
+    @Test("a chunk that keeps arriving corrupted fails the copy: never reported as success")
+    func corruptAlways() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
+        try DiskKind.dense.make(src)
+        let run = try await h.copy(h.remote(src), dst, env: ["OSM_AGENT_TEST_CORRUPT_CHUNK": "1", "OSM_AGENT_TEST_CORRUPT_ALWAYS": "1"])
+        #expect(run.exitCode == 3, "\(run)")
+        #expect(run.result == nil)
+        #expect(run.error?.kind == .verification)
+        #expect(run.stderr.contains("os-migrate: error: chunk 1 (offset 4194304) failed verification 3 times"))
+    }
+
+    @Test("a destination corrupted between runs is detected and repaired; verify-only reports it")
+    func corruptDestinationBetweenRuns() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
+        try DiskKind.explicitZeros.make(src)
+        let first = try await h.copy(h.remote(src), dst)
+        #expect(first.exitCode == 0, "\(first)")
+        // Damage a data chunk and a zero chunk of the destination behind the map's back.
+        let fd = open(dst, O_RDWR)
+        _ = [UInt8]([1, 2, 3]).withUnsafeBytes { pwrite(fd, $0.baseAddress, 3, off_t(2 * chunk + MiB + 100)) }
+        _ = [UInt8]([9]).withUnsafeBytes { pwrite(fd, $0.baseAddress, 1, off_t(7 * chunk + 5)) }
+        close(fd)
+
+        let check = try await h.copy(h.remote(src), dst, ["--verify-only"])
+        #expect(check.exitCode == 3, "\(check)")
+        #expect(check.result?.verified == false)
+        #expect(check.result?.chunksDiffering == 2)
+
+        let run = try await h.copy(h.remote(src), dst)
+        #expect(run.exitCode == 0, "\(run)")
+        let r = try #require(run.result)
+        #expect(r.chunksRepaired == 1)  // the data chunk, re-sent
+        #expect(r.chunksCopied == 1)
+        #expect(try sameBytes(src, dst))  // the zero chunk was re-zeroed locally
+        #expect(run.stdout.contains("chunk 2 no longer holds what the chunk map says"))
+
+        let again = try await h.copy(h.remote(src), dst, ["--verify-only"])
+        #expect(again.exitCode == 0, "\(again)")
+        #expect(again.result?.verified == true)
+        #expect(again.result?.digest == r.digest)
+    }
+
+    // MARK: topologies and options
+
+    @Test("several SSH streams per volume")
+    func streams() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
+        try DiskKind.partialLastChunk.make(src)
+        let run = try await h.copy(h.remote(src), dst, ["--streams", "3"])
+        #expect(run.exitCode == 0, "\(run)")
+        #expect(run.result?.streams == 3)
+        #expect(try sameBytes(src, dst))
+        // Incremental with streams: nothing moves.
+        let again = try await h.copy(h.remote(src), dst, ["--streams", "3"])
+        #expect(again.result?.chunksCopied == 0)
+    }
+
+    @Test("both sides remote: the receiver runs on the destination host and relays its events")
+    func bothRemote() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
+        try DiskKind.half.make(src)
+        // Same host and user: the remote receiver reads the source locally.
+        let run = try await h.copy(h.remote(src), h.remote(dst))
+        #expect(run.exitCode == 0, "\(run)")
+        #expect(try sameBytes(src, dst))
+        // Different spelling of the source host: the remote receiver opens its own ssh to the source.
+        let dst2 = h.scratch.file("dst2.img")
+        let run2 = try await h.copy(h.remote(src), "127.0.0.1:" + dst2)
+        #expect(run2.exitCode == 0, "\(run2)")
+        #expect(try sameBytes(src, dst2))
+        #expect(run2.result?.bytesOnWire ?? 0 > 0)
+        // --via names the receiving host for a bare destination path.
+        let dst3 = h.scratch.file("dst3.img")
+        let run3 = try await h.copy(h.remote(src), dst3, ["--via", h.server.destination])
+        #expect(run3.exitCode == 0, "\(run3)")
+        #expect(try sameBytes(src, dst3))
+    }
+
+    @Test("the agent is copied to the remote host when missing, then reused")
+    func deploysAgent() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
+        try DiskKind.sparse5.make(src)
+        let cache = h.scratch.file("agent-cache")
+        let run = try await h.copy(h.remote(src), dst, ["--remote-cache-dir", cache], remoteCommand: false)
+        #expect(run.exitCode == 0, "\(run)")
+        let deployed = try FileManager.default.contentsOfDirectory(atPath: cache)
+        #expect(deployed.count == 1)
+        #expect(deployed.first?.hasPrefix("os-migrate-\(DataPlane.version)-") == true)
+        let attrs = try FileManager.default.attributesOfItem(atPath: cache + "/" + deployed[0])
+        let run2 = try await h.copy(h.remote(src), dst, ["--remote-cache-dir", cache], remoteCommand: false)
+        #expect(run2.exitCode == 0, "\(run2)")
+        let attrs2 = try FileManager.default.attributesOfItem(atPath: cache + "/" + deployed[0])
+        #expect(attrs[.modificationDate] as? Date == attrs2[.modificationDate] as? Date)  // not uploaded again
+        #expect(try sameBytes(src, dst))
+    }
+
+    @Test("verify-only on identical volumes, --target-is-zero, --no-state, human output")
+    func options() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
+        try DiskKind.explicitZeros.make(src)
+        try sh("truncate -s \(32 * MiB) \(dst)")
+        let run = try await h.copy(h.remote(src), dst, ["--target-is-zero", "--no-state"], state: false)
+        #expect(run.exitCode == 0, "\(run)")
+        #expect(try sameBytes(src, dst))
+        let verify = try await h.copy(h.remote(src), dst, ["--verify-only"])
+        #expect(verify.exitCode == 0, "\(verify)")
+        #expect(verify.result?.verified == true)
+        #expect(verify.result?.bytesCopied == 0)
+        // Human output: one last line with the counters and the digest.
+        let r = try await CLIRunner.run(["copy", h.remote(src), dst, "--state-dir", h.scratch.stateDir, "--remote-command", h.binary] + h.sshFlags)
+        #expect(r.exitCode == 0)
+        let last = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(last.hasPrefix("verified: \(32 * MiB) bytes (32.0 MiB) in "))
+        #expect(last.contains("copied \(12 * MiB), zero \(20 * MiB), reused 0, on the wire "))
+        #expect(last.hasSuffix("digest \(try localVolumeDigest(path: src).digest)"))
+        // agent digest agrees.
+        let d = try await CLIRunner.run(["agent", "digest", src])
+        #expect(d.stdout.hasPrefix(try localVolumeDigest(path: src).digest))
+    }
+
+    // MARK: errors: one clear line, non-zero exit, nothing written
+
+    @Test("ssh failing to connect")
+    func sshConnectFailure() async throws {
+        let h = try Harness()
+        let dst = h.scratch.file("dst.img")
+        let port = h.server.port
+        h.server.stop()
+        let run = try await h.copy(h.remote("/dev/null"), dst)
+        #expect(run.exitCode == 1, "\(run)")
+        #expect(run.error?.kind == .connect)
+        #expect(run.stderr == "os-migrate: error: cannot connect to root@127.0.0.1 over ssh: ssh: connect to host 127.0.0.1 port \(port): Connection refused\n", "\(run)")
+        #expect(!FileManager.default.fileExists(atPath: dst))
+    }
+
+    @Test("a missing source device")
+    func missingSource() async throws {
+        let h = try Harness()
+        let dst = h.scratch.file("dst.img")
+        let run = try await h.copy(h.remote("/dev/osm-no-such-disk"), dst)
+        #expect(run.exitCode == 1, "\(run)")
+        #expect(run.error?.kind == .notFound)
+        #expect(run.stderr.contains("os-migrate: error: source root@127.0.0.1:/dev/osm-no-such-disk: No such file or directory\n"), "\(run)")
+        #expect(!FileManager.default.fileExists(atPath: dst))
+    }
+
+    @Test("a missing destination device")
+    func missingDestination() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img")
+        try DiskKind.empty.make(src)
+        let run = try await h.copy(h.remote(src), "/dev/osm-no-such-disk")
+        #expect(run.exitCode == 1, "\(run)")
+        #expect(run.error?.kind == .notFound)
+        #expect(run.stderr == "os-migrate: error: destination /dev/osm-no-such-disk: No such file or directory\n", "\(run)")
+        #expect(!FileManager.default.fileExists(atPath: "/dev/osm-no-such-disk"))
+    }
+
+    @Test("a destination device smaller than the source", .enabled(if: LoopDevice.available))
+    func destinationTooSmall() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), backing = h.scratch.file("small.img")
+        try DiskKind.half.make(src)
+        var w = try DiskWriter(path: backing, size: 16 * MiB, seed: 8)
+        w.random(at: 0, count: 16 * MiB)
+        w.close()
+        let before = try Data(contentsOf: URL(fileURLWithPath: backing))
+        let dev = try LoopDevice.attach(backing)
+        defer { LoopDevice.detach(dev) }
+        let run = try await h.copy(h.remote(src), dev)
+        #expect(run.exitCode == 1, "\(run)")
+        #expect(run.error?.kind == .tooSmall)
+        #expect(run.stderr == "os-migrate: error: destination \(dev) is smaller than the source (\(16 * MiB) < \(48 * MiB) bytes)\n", "\(run)")
+        LoopDevice.detach(dev)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: backing)) == before)
+    }
+
+    @Test("permission denied on the source and on the destination", .enabled(if: geteuid() == 0))
+    func permissionDenied() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
+        try DiskKind.sparse5.make(src)
+        chmod(src, 0o600)
+        let out = h.scratch.file("out")
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        chmod(out, 0o777)
+        // As nobody: the source (root, 0600) cannot be read.
+        let r1 = try runAsNobody(["copy", src, out + "/new.img", "--no-state"])
+        #expect(r1.status == 1, "\(r1)")
+        #expect(r1.stderr == "os-migrate: error: source \(src): Permission denied\n", "\(r1)")
+        #expect(!FileManager.default.fileExists(atPath: out + "/new.img"))
+        // As nobody: the destination (root, 0644) cannot be written.
+        chmod(src, 0o644)
+        try DiskKind.empty.make(dst)
+        let before = try Data(contentsOf: URL(fileURLWithPath: dst))
+        let r2 = try runAsNobody(["copy", src, dst, "--no-state"])
+        #expect(r2.status == 1, "\(r2)")
+        #expect(r2.stderr == "os-migrate: error: destination \(dst): Permission denied\n", "\(r2)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dst)) == before)
+    }
+
+    private func runAsNobody(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        p.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", CLIRunner.binaryPath] + args
+        p.environment = ["PATH": "/usr/bin:/bin", "HOME": "/nonexistent"]
+        let o = Pipe(), e = Pipe()
+        p.standardOutput = o
+        p.standardError = e
+        try p.run()
+        let od = o.fileHandleForReading.readDataToEndOfFile()
+        let ed = e.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
+    }
+}
