@@ -50,11 +50,13 @@ public struct OpenStackError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         var parts: [String] = []
+        // Errors raised without a request (a token body, a waiter) have no method or URL.
+        let target = [service, method, url].filter { !$0.isEmpty }.joined(separator: " ")
         switch kind {
-        case .http(let s): parts.append("\(service) \(method) \(url) returned \(s)")
-        case .transport: parts.append("\(service) \(method) \(url) failed")
-        case .timeout: parts.append("\(service) \(method) \(url) timed out")
-        case .decoding: parts.append("\(service) \(method) \(url): unexpected response")
+        case .http(let s): parts.append("\(target) returned \(s)")
+        case .transport: parts.append("\(target) failed")
+        case .timeout: parts.append("\(target) timed out")
+        case .decoding: parts.append("\(target): unexpected response")
         case .waitFailed, .notFound, .ambiguous: parts.append(service)
         }
         var s = parts.joined()
@@ -69,7 +71,13 @@ public struct OpenStackError: Error, Sendable, CustomStringConvertible {
     /// Placement `{"errors": [{"detail": ...}]}`, Glance plain text or HTML.
     public static func serviceMessage(from body: Data) -> String {
         if let value = try? JSONDecoder().decode(JSONValue.self, from: body) {
-            if let m = message(in: value) { return m }
+            // Glance (webob) answers JSON whose message still carries "<br /><br />\n\n\n" and
+            // multi-line schema dumps: keep one line.
+            if let m = message(in: value) {
+                return m.replacingOccurrences(of: "<br\\s*/?>", with: " ", options: .regularExpression)
+                    .replacingOccurrences(of: "\\s+", with: " ", options: .regularExpression)
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+            }
         }
         var text = String(decoding: body.prefix(8192), as: UTF8.self)
         // Glance (webob) answers HTML: keep the body without its <h1> title, drop tags and entities.
