@@ -87,9 +87,13 @@ public struct MigrationVars: Sendable {
         do {
             try profile.validate()
         } catch let e as ConfigError {
-            // Say it in the file's own words: os_migrate_src_auth.password, not auth.password.
-            throw ConfigError(e.description.replacingOccurrences(of: "cloud '\(side.rawValue)': auth.", with: "\(prefix)auth.")
-                .replacingOccurrences(of: "cloud '\(side.rawValue)': ", with: ""))
+            // Say it in the file's own words: os_migrate_src_auth.password, not auth.password
+            // (every mention: "auth.username (or auth.user_id)").
+            let head = "\(origin): cloud '\(side.rawValue)': "
+            guard e.description.hasPrefix(head) else { throw e }
+            let rest = String(e.description.dropFirst(head.count))
+                .replacingOccurrences(of: "(?<![A-Za-z0-9_])auth\\.", with: "\(prefix)auth.", options: .regularExpression)
+            throw ConfigError("\(origin): " + rest)
         }
         return profile
     }
