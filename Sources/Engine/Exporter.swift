@@ -39,7 +39,7 @@ public enum Exporter {
             return true
         }
         let log = ResultLog(sink: sink)
-        let summaries = try await boundedMap(runnable.map { ($0, files[$0.name]!) }, limit: 3) { kind, file in
+        let summaries = try await boundedMap(runnable.map { ($0, files[$0.name]!) }, limit: 8) { kind, file in
             try await exportKind(kind, file: file, ctx: ctx, filters: filters, log: log)
         }
         return summaries

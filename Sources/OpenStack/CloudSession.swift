@@ -62,13 +62,17 @@ public struct APIRequest: Sendable {
 /// Counts the requests a session sent, by method: tests assert "zero writes", benchmarks
 /// report "API calls per resource".
 public final class RequestCounter: Sendable {
+    /// Token requests are counted apart: they read, whatever their method.
+    public static let authentication = "AUTH"
     private let counts = Mutex<[String: Int]>([:])
     public init() {}
     public func record(method: String) { counts.withLock { $0[method, default: 0] += 1 } }
     public var snapshot: [String: Int] { counts.withLock { $0 } }
     public var total: Int { snapshot.values.reduce(0, +) }
-    /// Everything but GET and HEAD.
-    public var writes: Int { snapshot.filter { $0.key != "GET" && $0.key != "HEAD" }.values.reduce(0, +) }
+    /// Requests that may change something: everything but GET, HEAD and authentication.
+    public var writes: Int {
+        snapshot.filter { !["GET", "HEAD", Self.authentication].contains($0.key) }.values.reduce(0, +)
+    }
     public func reset() { counts.withLock { $0 = [:] } }
 }
 

@@ -195,7 +195,7 @@ actor Authenticator {
             req.body = .bytes(ByteBuffer(data: body))
             req.tlsConfiguration = tls
             let start = Date()
-            counter.record(method: "POST")
+            counter.record(method: RequestCounter.authentication)
             do {
                 let resp = try await transport.client.execute(req, timeout: .milliseconds(Int64(timeout * 1000)))
                 let data = Data(buffer: try await resp.body.collect(upTo: 32 << 20))

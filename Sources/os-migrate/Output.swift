@@ -7,13 +7,13 @@ import Synchronization
 /// Prints engine events as text lines or as one JSON object per line, from any task.
 final class ConsoleSink: EventSink, Sendable {
     let json: Bool
-    /// In text mode, print `ok` and `skipped` items too (imports do; exports only with -v).
-    let showUnchanged: Bool
+    /// In text mode, print each item (imports do; exports print a summary per file unless -v).
+    let showItems: Bool
     private let lock = Mutex(())
 
-    init(json: Bool, showUnchanged: Bool = true) {
+    init(json: Bool, showItems: Bool = true) {
         self.json = json
-        self.showUnchanged = showUnchanged
+        self.showItems = showItems
     }
 
     func write(_ line: String) {
@@ -32,7 +32,7 @@ final class ConsoleSink: EventSink, Sendable {
             write(JSONValue.object(o).jsonString())
             return
         }
-        if !showUnchanged && (r.status == .ok || r.status == .skipped) { return }
+        if !showItems && r.status != .failed { return }
         let status = r.status.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
         write("\(status) \(r.kind): \(r.name)\(r.message.isEmpty ? "" : "  (\(r.message))")")
     }
@@ -45,13 +45,18 @@ final class ConsoleSink: EventSink, Sendable {
         }
     }
 
-    func recap(_ recap: Recap) {
+    /// The last line: counts per status, and what it cost in API calls.
+    func recap(_ recap: Recap, requests: RequestCounter? = nil) {
         if json {
             var o = recap.json["recap"]?.objectValue ?? [:]
             o["event"] = "recap"
+            if let requests {
+                o["api_calls"] = .int(requests.total)
+                o["api_writes"] = .int(requests.writes)
+            }
             write(JSONValue.object(o).jsonString())
         } else {
-            write(recap.line)
+            write(recap.line + (requests.map { "  (\($0.total) API calls, \($0.writes) writes)" } ?? ""))
         }
     }
 

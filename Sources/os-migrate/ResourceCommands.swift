@@ -59,7 +59,7 @@ struct ExportCommand: AsyncParsableCommand {
             let selected = try KindSelection.resolve(kinds.isEmpty ? ["all"] : kinds)
             let nameFilters = try NameFilters(cli: filters.filter, vars: config.vars)
             let session = try CloudSession(profile: try config.requireSource(), transport: transport)
-            let sink = ConsoleSink(json: common.json, showUnchanged: common.verbose > 0)
+            let sink = ConsoleSink(json: common.json, showItems: common.verbose > 0)
             let start = ContinuousClock.now
             let summaries = try await Exporter.run(kinds: selected, session: session, dataDir: config.dataDir,
                                                    filters: nameFilters, sink: sink)
@@ -101,7 +101,7 @@ struct ImportCommand: AsyncParsableCommand {
                 files: files, session: session,
                 options: .init(resource: ImportOptions(dryRun: dryRun, pruneRules: pruneRules), concurrency: max(1, concurrency)),
                 filters: nameFilters, sink: sink)
-            sink.recap(recap)
+            sink.recap(recap, requests: session.requests)
             return recap.failed == 0 ? 0 : 1
         }
     }

@@ -83,8 +83,18 @@ public enum RouterInterfaceKind: ResourceKind {
             guard let subnet, let address = ip["ip_address"]?.stringValue else { continue }
             wanted.append((subnet, address))
         }
+        let wantedIPs = wanted
         let fixedIPs: JSONValue = .array(wanted.map { ["subnet_id": .string($0.subnet), "ip_address": .string($0.ip)] })
         let create: ImportStep = .create(detail: "") {
+            // On the subnet's gateway address, let Neutron make the port, as `router add subnet`
+            // does: a port we create would also pick up SLAAC addresses of the network.
+            if wantedIPs.count == 1 {
+                let subnet = try await ctx.session.get(Neutron.subnets, wantedIPs[0].subnet)
+                if subnet.gatewayIP == wantedIPs[0].ip {
+                    let r = try await ctx.session.addRouterInterface(router: routerID, subnetID: wantedIPs[0].subnet)
+                    return r["port_id"]?.stringValue ?? ""
+                }
+            }
             let port = try await ctx.session.json(
                 APIRequest(ServiceType.network, .POST, "/ports", body: ["port": ["network_id": .string(networkID), "fixed_ips": fixedIPs]]),
                 key: "port")

@@ -2,6 +2,7 @@ import OpenStack
 
 /// Neutron subnets (`subnets.yml`, `openstack.subnet.Subnet`). "No gateway" is `gateway_ip: null`
 /// and is sent as such; service types are omitted when empty (newer Neutron rejects them).
+/// DNS servers keep their order: unlike pools and routes, the order is meaningful.
 public enum SubnetKind: NeutronKind {
     public static let name = "subnets"
     public static let fileName = "subnets.yml"
@@ -18,7 +19,8 @@ public enum SubnetKind: NeutronKind {
         .list("allocation_pools", sortBy: ["start", "end"]),
         Field("cidr", update: .immutable),
         Field("description"),
-        .list("dns_nameservers"),
+        // Order matters to resolvers (the first is tried first): kept as Neutron stores it.
+        Field("dns_nameservers"),
         Field("gateway_ip", create: .always),
         .list("host_routes", sortBy: ["destination", "nexthop"]),
         Field("ip_version", update: .immutable),

@@ -1,0 +1,130 @@
+import Foundation
+import OpenStack
+import Testing
+import TestSupport
+
+/// Broken data files: each gives one exact error line, exit code 1, and no change in the cloud.
+@Suite("Bad input is refused before any write")
+struct BadInputTests {
+    struct Case: CustomStringConvertible, Sendable {
+        var name: String
+        var file: String
+        var text: String
+        /// The expected error, with DATA standing for the data directory.
+        var error: String
+        var description: String { name }
+    }
+
+    static let net = """
+        - _info: {id: n1}
+          _migration_params: {}
+          params: {name: net-x, description: '', is_admin_state_up: true, tags: []}
+          type: openstack.network.Network
+        """
+
+    static func doc(_ resources: String) -> String { "os_migrate_version: 1.0.5\nresources:\n" + resources + "\n" }
+
+    static let cases: [Case] = [
+        Case(name: "old version", file: "networks.yml", text: "os_migrate_version: 1.0.1\nresources:\n" + net + "\n",
+             error: "DATA/networks.yml: os_migrate_version is '1.0.1' but this tool reads 1.0.5 (data is not guaranteed compatible across versions: export again)"),
+        Case(name: "empty file", file: "networks.yml", text: "", error: "DATA/networks.yml: the file is empty"),
+        Case(name: "malformed YAML", file: "networks.yml", text: "os_migrate_version: 1.0.5\nresources: [\n",
+             error: "DATA/networks.yml: malformed YAML"),
+        Case(name: "a list at the top", file: "networks.yml", text: "- a\n- b\n",
+             error: "DATA/networks.yml: expected a mapping with os_migrate_version and resources"),
+        Case(name: "no version", file: "networks.yml", text: "resources: []\n", error: "DATA/networks.yml: os_migrate_version is missing"),
+        Case(name: "no resources", file: "networks.yml", text: "os_migrate_version: 1.0.5\n", error: "DATA/networks.yml: resources is missing"),
+        Case(name: "resources not a list", file: "networks.yml", text: "os_migrate_version: 1.0.5\nresources: {a: 1}\n",
+             error: "DATA/networks.yml: resources is not a list"),
+        Case(name: "resource not a mapping", file: "networks.yml", text: doc("- just a string"),
+             error: "DATA/networks.yml: resources[0] is not a mapping"),
+        Case(name: "params not a mapping", file: "networks.yml", text: doc("- {type: openstack.network.Network, params: [1]}"),
+             error: "DATA/networks.yml: resources[0]: params is not a mapping"),
+        Case(name: "no type", file: "networks.yml", text: doc("- params: {name: x}"), error: "DATA/networks.yml: resources[0]: type is missing"),
+        Case(name: "unknown type", file: "networks.yml", text: doc("- {type: openstack.network.Nettwork, params: {name: x}}"),
+             error: "DATA/networks.yml: resources[0]: unknown type 'openstack.network.Nettwork'"),
+        Case(name: "type in the wrong file", file: "networks.yml",
+             text: doc("- {type: openstack.subnet.Subnet, params: {name: x, cidr: 10.0.0.0/24, ip_version: 4, network_ref: {name: n}}}"),
+             error: "DATA/networks.yml: resources[0]: type 'openstack.subnet.Subnet' does not belong in networks.yml (expected openstack.network.Network)"),
+        Case(name: "no name", file: "networks.yml", text: doc("- {type: openstack.network.Network, params: {description: x}}"),
+             error: "DATA/networks.yml: resources[0] (network): params.name is missing"),
+        Case(name: "empty name", file: "networks.yml", text: doc("- {type: openstack.network.Network, params: {name: ''}}"),
+             error: "DATA/networks.yml: resources[0] (network): params.name is empty"),
+        Case(name: "name not a string", file: "networks.yml", text: doc("- {type: openstack.network.Network, params: {name: [a]}}"),
+             error: "DATA/networks.yml: resources[0] (network): params.name is not a string"),
+        Case(name: "duplicate names", file: "networks.yml", text: doc(net + "\n" + net.replacingOccurrences(of: "id: n1", with: "id: n2")),
+             error: "DATA/networks.yml: 'net-x' is defined 2 times (networks.yml resources[0], networks.yml resources[1]); names must be unique per kind"),
+        Case(name: "tags not strings", file: "networks.yml", text: doc("- {type: openstack.network.Network, params: {name: n, tags: [1, 2]}}"),
+             error: "DATA/networks.yml: resources[0] (network 'n'): params.tags is not a list of strings"),
+        Case(name: "subnet without cidr", file: "subnets.yml",
+             text: doc("- {type: openstack.subnet.Subnet, params: {name: s, ip_version: 4, network_ref: {name: n, project_name: '%auth%', domain_name: '%auth%'}}}"),
+             error: "DATA/subnets.yml: resources[0] (subnet 's'): params.cidr is missing"),
+        Case(name: "reference not a mapping", file: "subnets.yml",
+             text: doc("- {type: openstack.subnet.Subnet, params: {name: s, cidr: 10.0.0.0/24, ip_version: 4, network_ref: net-a}}"),
+             error: "DATA/subnets.yml: resources[0] (subnet 's'): params.network_ref is not a reference (a mapping with name, project_name, domain_name)"),
+        Case(name: "reference without a name", file: "subnets.yml",
+             text: doc("- {type: openstack.subnet.Subnet, params: {name: s, cidr: 10.0.0.0/24, ip_version: 4, network_ref: {project_name: x}}}"),
+             error: "DATA/subnets.yml: resources[0] (subnet 's'): params.network_ref has no name"),
+        Case(name: "interface without addresses", file: "router_interfaces.yml",
+             text: doc("- {type: openstack.network.RouterInterface, params: {device_ref: {name: r}, network_ref: {name: n}, fixed_ips_refs: []}}"),
+             error: "DATA/router_interfaces.yml: resources[0] (router interface 'r'): params.fixed_ips_refs is empty"),
+        Case(name: "rule direction", file: "security_group_rules.yml",
+             text: doc("- {type: openstack.network.SecurityGroupRule, params: {security_group_ref: {name: g}, direction: sideways, ether_type: IPv4}}"),
+             error: "DATA/security_group_rules.yml: resources[0] (security group rule 'g sideways IPv4 any'): params.direction 'sideways' is not ingress or egress"),
+        Case(name: "rule ethertype", file: "security_group_rules.yml",
+             text: doc("- {type: openstack.network.SecurityGroupRule, params: {security_group_ref: {name: g}, direction: ingress, ether_type: IPv5}}"),
+             error: "DATA/security_group_rules.yml: resources[0] (security group rule 'g ingress IPv5 any'): params.ether_type 'IPv5' is not IPv4 or IPv6"),
+        Case(name: "rule port range", file: "security_group_rules.yml",
+             text: doc("- {type: openstack.network.SecurityGroupRule, params: {security_group_ref: {name: g}, direction: ingress, ether_type: IPv4, protocol: tcp, port_range_min: 90, port_range_max: 80}}"),
+             error: "DATA/security_group_rules.yml: resources[0] (security group rule 'g ingress IPv4 tcp 90-80'): params.port_range_min 90 is greater than params.port_range_max 80"),
+        Case(name: "network neither in files nor destination", file: "subnets.yml",
+             text: doc("- {type: openstack.subnet.Subnet, params: {name: s, cidr: 10.0.0.0/24, ip_version: 4, network_ref: {name: nowhere, project_name: '%auth%', domain_name: '%auth%'}}}"),
+             error: "DATA/subnets.yml: resources[0] (subnet 's'): params.network_ref: network 'nowhere' is neither in the files nor in the destination"),
+        Case(name: "rule in an unknown group", file: "security_group_rules.yml",
+             text: doc("- {type: openstack.network.SecurityGroupRule, params: {security_group_ref: {name: ghost, project_name: '%auth%', domain_name: '%auth%'}, direction: ingress, ether_type: IPv4, remote_group_ref: null}}"),
+             error: "DATA/security_group_rules.yml: resources[0] (security group rule 'ghost ingress IPv4 any'): params.security_group_ref: security group 'ghost' is neither in the files nor in the destination"),
+        Case(name: "router gateway on a missing network", file: "routers.yml",
+             text: doc("- {type: openstack.network.Router, params: {name: r, external_gateway_refinfo: {network_ref: {name: no-such-external}}}}"),
+             error: "DATA/routers.yml: resources[0] (router 'r'): params.external_gateway_refinfo.network_ref: network 'no-such-external' is neither in the files nor in the destination"),
+    ]
+
+    @Test("a broken file is refused with one exact line and changes nothing", arguments: cases)
+    func refused(_ c: Case) async throws {
+        try await Self.tenant.run { dst in
+            let dir = try LabClouds.tempDir("bad")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let data = dir + "/data"
+            try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+            try c.text.write(toFile: data + "/" + c.file, atomically: true, encoding: .utf8)
+            let clouds = try LabClouds.write(["dst": dst.profile], in: dir)
+            let session = try dst.session()
+            let before = try await Self.inventory(session)
+            let kind = c.file.replacingOccurrences(of: ".yml", with: "").replacingOccurrences(of: "_", with: "-")
+            let r = try await CLIRunner.run(["import", kind, "--dst-cloud", "dst", "--data-dir", data],
+                                            env: ["OS_CLIENT_CONFIG_FILE": clouds])
+            #expect(r.exitCode == 1)
+            let expected = "os-migrate: error: " + c.error.replacingOccurrences(of: "DATA", with: data)
+            let lines = r.stderr.split(separator: "\n").map(String.init)
+            #expect(lines.first?.hasPrefix(expected) == true, "got: \(r.stderr)")
+            #expect(lines.count == 1, "one line expected, got: \(r.stderr)")
+            #expect(r.stdout.isEmpty)
+            #expect(try await Self.inventory(session) == before)
+        }
+    }
+
+    /// Every network-side resource the tenant has, by id.
+    static func inventory(_ s: CloudSession) async throws -> [String] {
+        let pid = try await s.currentProjectID
+        var ids: [String] = []
+        for (path, key) in [("/networks", "networks"), ("/subnets", "subnets"), ("/routers", "routers"), ("/ports", "ports"),
+                            ("/security-groups", "security_groups"), ("/security-group-rules", "security_group_rules")]
+        {
+            ids += try await s.list(JSONValue.self, APIRequest(ServiceType.network, .GET, path, query: [QueryItem("project_id", pid)]),
+                                    key: key).collect().compactMap { $0["id"]?.stringValue }
+        }
+        return ids.sorted()
+    }
+
+    /// One destination tenant shared by all cases (they only read from it).
+    static let tenant = SharedTenant(tag: "bad")
+}
