@@ -102,36 +102,58 @@ enum NetworkTopology {
             for i in items { o[i["name"]?.stringValue ?? "?"] = .object(f(i)) }
             return .object(o)
         }
-        return [
-            "networks": byName(nets) { x in
-                ["description": x["description"] ?? .null, "tags": sorted(x["tags"]), "mtu": x["mtu"] ?? .null,
-                 "admin_state_up": x["admin_state_up"] ?? .null, "port_security_enabled": x["port_security_enabled"] ?? .null,
-                 "shared": x["shared"] ?? .null, "router:external": x["router:external"] ?? .null]
-            },
-            "subnets": byName(subnets) { x in
-                ["network": n(x["network_id"]), "cidr": x["cidr"] ?? .null, "ip_version": x["ip_version"] ?? .null,
-                 "gateway_ip": x["gateway_ip"] ?? .null, "enable_dhcp": x["enable_dhcp"] ?? .null,
-                 "allocation_pools": sorted(x["allocation_pools"]), "host_routes": sorted(x["host_routes"]),
-                 "dns_nameservers": sorted(x["dns_nameservers"]), "ipv6_address_mode": x["ipv6_address_mode"] ?? .null,
-                 "ipv6_ra_mode": x["ipv6_ra_mode"] ?? .null, "description": x["description"] ?? .null, "tags": sorted(x["tags"])]
-            },
-            "routers": byName(routers) { x in
-                ["description": x["description"] ?? .null, "gateway": n(x["external_gateway_info"]?["network_id"]),
-                 "enable_snat": x["external_gateway_info"]?["enable_snat"] ?? .null, "routes": sorted(x["routes"]),
-                 "tags": sorted(x["tags"]), "admin_state_up": x["admin_state_up"] ?? .null]
-            },
-            "router_interfaces": sorted(.array(ports.map { p in
-                .array([n(p["device_id"])] + (p["fixed_ips"]?.arrayValue ?? []).map { ip in
-                    .array([n(ip["subnet_id"]), ip["ip_address"] ?? .null])
-                })
-            })),
-            "security_groups": byName(sgs) { x in ["description": x["description"] ?? .null, "tags": sorted(x["tags"])] },
-            "security_group_rules": sorted(.array(rules.map { r in
-                ["group": n(r["security_group_id"]), "direction": r["direction"] ?? .null, "ethertype": r["ethertype"] ?? .null,
-                 "protocol": r["protocol"] ?? .null, "min": r["port_range_min"] ?? .null, "max": r["port_range_max"] ?? .null,
-                 "prefix": r["remote_ip_prefix"] ?? .null, "remote_group": n(r["remote_group_id"]),
-                 "description": (r["description"]?.stringValue).map { $0.isEmpty ? JSONValue.null : .string($0) } ?? .null]
-            })),
-        ]
+        var out: JSONObject = [:]
+        out["networks"] = byName(nets) { (x: JSONValue) -> JSONObject in
+            var o: JSONObject = [:]
+            for k in ["description", "mtu", "admin_state_up", "port_security_enabled", "shared", "router:external"] {
+                o[k] = x[k] ?? .null
+            }
+            o["tags"] = sorted(x["tags"])
+            return o
+        }
+        out["subnets"] = byName(subnets) { (x: JSONValue) -> JSONObject in
+            var o: JSONObject = [:]
+            for k in ["cidr", "ip_version", "gateway_ip", "enable_dhcp", "ipv6_address_mode", "ipv6_ra_mode", "description",
+                      "dns_nameservers"]
+            {
+                o[k] = x[k] ?? .null
+            }
+            o["network"] = n(x["network_id"])
+            o["allocation_pools"] = sorted(x["allocation_pools"])
+            o["host_routes"] = sorted(x["host_routes"])
+            o["tags"] = sorted(x["tags"])
+            return o
+        }
+        out["routers"] = byName(routers) { (x: JSONValue) -> JSONObject in
+            var o: JSONObject = [:]
+            o["description"] = x["description"] ?? .null
+            o["gateway"] = n(x["external_gateway_info"]?["network_id"])
+            o["enable_snat"] = x["external_gateway_info"]?["enable_snat"] ?? .null
+            o["routes"] = sorted(x["routes"])
+            o["tags"] = sorted(x["tags"])
+            o["admin_state_up"] = x["admin_state_up"] ?? .null
+            return o
+        }
+        let interfaces: [JSONValue] = ports.map { (p: JSONValue) -> JSONValue in
+            let ips: [JSONValue] = (p["fixed_ips"]?.arrayValue ?? []).map { ip in .array([n(ip["subnet_id"]), ip["ip_address"] ?? .null]) }
+            return .array([n(p["device_id"])] + ips)
+        }
+        out["router_interfaces"] = sorted(.array(interfaces))
+        out["security_groups"] = byName(sgs) { (x: JSONValue) -> JSONObject in
+            ["description": x["description"] ?? .null, "tags": sorted(x["tags"])]
+        }
+        let ruleRows: [JSONValue] = rules.map { (r: JSONValue) -> JSONValue in
+            var o: JSONObject = [:]
+            o["group"] = n(r["security_group_id"])
+            o["remote_group"] = n(r["remote_group_id"])
+            for k in ["direction", "ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix"] {
+                o[k] = r[k] ?? .null
+            }
+            let d = r["description"]?.stringValue ?? ""
+            o["description"] = d.isEmpty ? .null : .string(d)
+            return .object(o)
+        }
+        out["security_group_rules"] = sorted(.array(ruleRows))
+        return .object(out)
     }
 }

@@ -140,6 +140,11 @@ public struct LabTenant: Sendable {
         }
         await attempt("routers") {
             for r in try await admin.list(Neutron.routers, query: owned).collect() {
+                // Static routes pin the interfaces their next hops use: clear them first.
+                if !(r.routes ?? []).isEmpty {
+                    _ = try await admin.send(APIRequest(ServiceType.network, .PUT, Neutron.routers.itemPath(r.id),
+                                                        body: ["router": ["routes": []]], acceptedStatuses: [404]))
+                }
                 if r.externalGatewayInfo != nil {
                     _ = try await admin.send(APIRequest(ServiceType.network, .PUT, Neutron.routers.itemPath(r.id),
                                                         body: ["router": ["external_gateway_info": [:]]], acceptedStatuses: [404]))
