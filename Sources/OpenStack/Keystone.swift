@@ -219,8 +219,12 @@ actor Authenticator {
             } catch let e as OpenStackError {
                 throw e
             } catch {
-                // A token request is safe to repeat: it creates nothing that matters.
-                if attempt + 1 < policy.maxAttempts && !(error is CancellationError) {
+                // A token request is safe to repeat: it creates nothing that matters. But a connection
+                // that could not be made was already retried by the HTTP client up to its connect
+                // timeout; repeating that only delayed the error (two minutes for a closed port).
+                if attempt + 1 < policy.maxAttempts && !(error is CancellationError)
+                    && TransportFailure.classify(error) != .beforeSend
+                {
                     attempt += 1
                     try await Task.sleep(for: .seconds(policy.delay(afterAttempt: attempt)))
                     continue
