@@ -39,6 +39,10 @@ struct CheckCommand: AsyncParsableCommand {
             } else {
                 for r in reports { printLine(r.text) }
             }
+            // Failures also go to stderr, one line each, like every other error.
+            for r in reports {
+                for f in r.failures { FileHandle.standardError.write(Data(("os-migrate: error: " + f + "\n").utf8)) }
+            }
             return reports.allSatisfy(\.ok) ? 0 : 1
         }
     }
