@@ -95,11 +95,24 @@ final class ReceiveSession: @unchecked Sendable {
         cond.lock()
         if failure == nil { failure = e }
         let peers = streams
+        let buffers = pool
         cond.broadcast()
         cond.unlock()
         queue.close()
-        pool?.close()
+        buffers?.close()
         for s in peers { s.process.signal(SIGTERM) }
+    }
+
+    /// Registers a started stream; throws (after stopping it) when the session already failed.
+    private func register(_ peer: PeerStream) throws {
+        cond.lock()
+        streams.append(peer)
+        let stop = failure
+        cond.unlock()
+        if let stop {
+            peer.process.signal(SIGTERM)
+            throw stop
+        }
     }
 
     private var failed: DataPlaneError? {
@@ -121,13 +134,13 @@ final class ReceiveSession: @unchecked Sendable {
         defer { shutdownStreams() }
         // Stream 0 first (it may deploy the agent), then the others.
         let first = try launch(stream: 0)
-        cond.lock(); streams = [first]; cond.unlock()
+        try register(first)
         for s in 1..<max(config.streams, 1) {
             let peer = try launch(stream: s)
+            try register(peer)
             guard peer.hello.size == first.hello.size else {
                 throw DataPlaneError("source size changed between streams", kind: .protocolError)
             }
-            cond.lock(); streams.append(peer); cond.unlock()
         }
         let sourceSize = first.hello.size ?? 0
         geometry = try VolumeGeometry(size: sourceSize, chunkSize: config.chunkSize)
@@ -157,7 +170,12 @@ final class ReceiveSession: @unchecked Sendable {
         cond.unlock()
 
         let workerCount = max(config.workers, 1)
-        pool = BufferPool(bufferSize: geometry.chunkSize, limit: workerCount + 2 * streams.count)
+        let buffers = BufferPool(bufferSize: geometry.chunkSize, limit: workerCount + 2 * streams.count)
+        cond.lock()
+        pool = buffers
+        let stopped = failure
+        cond.unlock()
+        if let stopped { throw stopped }
 
         // Tell each sender what the target already holds, then let it go.
         for s in streams {

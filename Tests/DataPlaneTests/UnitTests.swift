@@ -109,7 +109,9 @@ struct UnitTests {
         let all = ExtentPlanner.runs(in: stride(from: 0, to: 10, by: 1), where: { holes.contains($0) })
         #expect(all.map { [$0.first, $0.count] } == [[0, 1], [2, 1], [4, 3], [9, 1]])
         let stream0 = ExtentPlanner.runs(in: stride(from: 0, to: 10, by: 2), where: { holes.contains($0) })
-        #expect(stream0.map { [$0.first, $0.count] } == [[0, 3], [6, 1]])  // 0,2,4 then 6
+        #expect(stream0.map { [$0.first, $0.count] } == [[0, 4]])  // 0, 2, 4, 6 are consecutive members of the subset
+        let stream1 = ExtentPlanner.runs(in: stride(from: 1, to: 10, by: 2), where: { holes.contains($0) })
+        #expect(stream1.map { [$0.first, $0.count] } == [[5, 1], [9, 1]])
     }
 
     @Test("zero detection finds zero blocks and segments tile the chunk")

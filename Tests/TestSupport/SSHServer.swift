@@ -4,6 +4,9 @@ import Foundation
     import Glibc
 #endif
 
+@_silgen_name("pipe2")
+private func ssh_pipe2(_ fds: UnsafeMutablePointer<Int32>, _ flags: Int32) -> Int32
+
 /// A private OpenSSH server on a loopback port for tests.
 ///
 /// Each instance generates its own ed25519 host and user keys in a temporary directory, writes an
@@ -31,7 +34,12 @@ public final class SSHServer: @unchecked Sendable {
     public let knownHostsFile: String
     public let logFile: String
 
-    private var pid: pid_t = 0
+    /// sshd's pid.
+    public private(set) var pid: pid_t = 0
+    /// A tiny `sh` guard whose stdin is a pipe held by this process: if the test process dies without
+    /// calling `stop()`, the pipe closes and the guard kills sshd, so no server outlives its tests.
+    private var guardPid: pid_t = 0
+    private var guardPipe: Int32 = -1
     private let lock = NSLock()
 
     /// `user@127.0.0.1`.
@@ -78,7 +86,7 @@ public final class SSHServer: @unchecked Sendable {
             let hostKey = try String(contentsOfFile: directory + "/host_ed25519.pub", encoding: .utf8)
                 .split(separator: " ").prefix(2).joined(separator: " ")
             try "[\(host)]:\(port) \(hostKey)\n".write(toFile: knownHostsFile, atomically: true, encoding: .utf8)
-            pid = try SSHServer.spawn(["/usr/sbin/sshd", "-D", "-e", "-f", directory + "/sshd_config"], stderrFile: logFile)
+            try startDaemon()
             if waitUntilReady(timeout: 15) { return }
             lastError = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? lastError
             stopProcess()
@@ -121,18 +129,43 @@ public final class SSHServer: @unchecked Sendable {
 
     private func stopProcess() {
         lock.lock()
-        let p = pid
+        let p = pid, g = guardPid, fd = guardPipe
         pid = 0
+        guardPid = 0
+        guardPipe = -1
         lock.unlock()
-        guard p > 0 else { return }
-        kill(p, SIGTERM)
+        if p > 0 { kill(p, SIGTERM) }
+        if fd >= 0 { close(fd) }  // the guard reaps sshd and exits
+        guard g > 0 else { return }
         var status: Int32 = 0
-        for _ in 0..<200 {
-            if waitpid(p, &status, WNOHANG) == p { return }
+        for _ in 0..<500 {
+            if waitpid(g, &status, WNOHANG) == g { return }
             usleep(10_000)
         }
-        kill(p, SIGKILL)
-        waitpid(p, &status, 0)
+        if p > 0 { kill(p, SIGKILL) }
+        kill(g, SIGKILL)
+        waitpid(g, &status, 0)
+    }
+
+    private func startDaemon() throws {
+        let script = "/usr/sbin/sshd -D -e -f \"$1\" </dev/null 2>>\"$2\" & p=$!; echo $p; read _; kill $p 2>/dev/null; wait $p"
+        var inPipe: [Int32] = [-1, -1], outPipe: [Int32] = [-1, -1]
+        guard ssh_pipe2(&inPipe, O_CLOEXEC) == 0, ssh_pipe2(&outPipe, O_CLOEXEC) == 0 else {
+            throw StartError(description: "pipe failed")
+        }
+        let g = try SSHServer.spawn(["/bin/sh", "-c", script, "sh", directory + "/sshd_config", logFile],
+                                    stdin: inPipe[0], stdout: outPipe[1], stderrFile: logFile)
+        close(inPipe[0])
+        close(outPipe[1])
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while read(outPipe[0], &byte, 1) == 1 && byte != 10 { line.append(byte) }
+        close(outPipe[0])
+        lock.lock()
+        guardPid = g
+        guardPipe = inPipe[1]
+        pid = pid_t(String(decoding: line, as: UTF8.self)) ?? 0
+        lock.unlock()
     }
 
     private func writeConfig() throws {
@@ -160,11 +193,7 @@ public final class SSHServer: @unchecked Sendable {
     private func waitUntilReady(timeout: Double) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid {
-                pid = 0
-                return false
-            }
+            if pid <= 0 || kill(pid, 0) != 0 { return false }
             if SSHServer.banner(port: port) { return true }
             usleep(20_000)
         }
@@ -211,18 +240,27 @@ public final class SSHServer: @unchecked Sendable {
     }
 
     private static func keygen(_ path: String) throws {
-        let pid = try spawn(["/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "osm-test", "-f", path], stderrFile: "/dev/null")
+        let pid = try spawn(["/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "osm-test", "-f", path],
+                            stdin: nil, stdout: nil, stderrFile: "/dev/null")
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         guard status == 0 else { throw StartError(description: "ssh-keygen failed for \(path) (status \(status))") }
     }
 
-    private static func spawn(_ argv: [String], stderrFile: String) throws -> pid_t {
+    private static func spawn(_ argv: [String], stdin: Int32?, stdout: Int32?, stderrFile: String) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        if let stdin {
+            posix_spawn_file_actions_adddup2(&actions, stdin, 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
+        if let stdout {
+            posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        }
         posix_spawn_file_actions_addopen(&actions, 2, stderrFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
