@@ -25,9 +25,16 @@ public protocol ResourceKind: Sendable {
     static var filterPath: String { get }
     /// Needs admin credentials.
     static var adminOnly: Bool { get }
+    /// The vars-file filter list applied at export, when it differs from `filterVariable`
+    /// (detached volumes: `os_migrate_volumes_filter`).
+    static var exportFilterVariable: String { get }
 
     /// The source project's resources, serialized (unsorted; the engine sorts and filters).
     static func export(_ ctx: ExportContext) async throws -> [ResourceRecord]
+
+    /// Work on the exported records that passed the filters, after the file is merged (image
+    /// data into `--image-blobs-dir`). One result per record touched.
+    static func afterExport(_ records: [ResourceRecord], _ ctx: ExportContext) async -> [ItemResult]
 
     /// The references a record makes, for validation before any write.
     static func references(_ record: ResourceRecord) -> [FieldReference]
@@ -54,6 +61,9 @@ public protocol ResourceKind: Sendable {
 
     /// Records that must be imported one after another share a key (interfaces of one router).
     static func serialKey(_ record: ResourceRecord) -> String?
+
+    /// The order to import records in (parents before children); default: as in the file.
+    static func importOrder(_ records: [ResourceRecord]) -> [ResourceRecord]
 }
 
 extension ResourceKind {
@@ -62,6 +72,8 @@ extension ResourceKind {
     public static var isNamed: Bool { true }
     public static var filterPath: String { "name" }
     public static var adminOnly: Bool { false }
+    public static var exportFilterVariable: String { filterVariable }
+    public static func afterExport(_ records: [ResourceRecord], _ ctx: ExportContext) async -> [ItemResult] { [] }
     public static func references(_ record: ResourceRecord) -> [FieldReference] { [] }
     public static func validate(_ record: ResourceRecord) -> [String] { [] }
     public static func finish(_ records: [ResourceRecord], _ ctx: ImportContext) async -> [ItemResult] { [] }
@@ -71,6 +83,7 @@ extension ResourceKind {
     }
     public static func exportIdentity(_ record: ResourceRecord) -> String? { record.id.map { "\(record.type):\($0)" } }
     public static func serialKey(_ record: ResourceRecord) -> String? { nil }
+    public static func importOrder(_ records: [ResourceRecord]) -> [ResourceRecord] { records }
 }
 
 /// A reference found in a record: which field, to what type.
@@ -91,6 +104,8 @@ public struct ExportContext: Sendable {
     public let refs: ReferenceBuilder
     public let isAdmin: Bool
     public let logger: Logger
+    public var options = ExportOptions()
+    public var progress: ProgressHandler?
     public var projectID: String { refs.projectID }
 
     public init(session: CloudSession, refs: ReferenceBuilder, isAdmin: Bool, logger: Logger = Logger(label: "os-migrate.export")) {
@@ -106,6 +121,14 @@ public struct ImportOptions: Sendable {
     public var dryRun: Bool
     /// Delete destination security group rules that the file does not list (groups in the file only).
     public var pruneRules: Bool
+    /// Create detached volumes empty, without their data.
+    public var noData = false
+    /// Read image data from this directory (`<id>-<name>`) instead of the source cloud.
+    public var imageBlobsDir: String?
+    /// The source cloud, to stream image data from.
+    public var source: CloudSession?
+    /// Initial passwords for users that import creates.
+    public var userPasswords = UserPasswords()
     public init(dryRun: Bool = false, pruneRules: Bool = false) {
         self.dryRun = dryRun
         self.pruneRules = pruneRules
@@ -123,6 +146,8 @@ public struct ImportContext: Sendable {
     public let logger: Logger
     /// Values listed once per run and shared by concurrent steps.
     public let cache = RunCache()
+    /// Where long steps report progress.
+    public var progress: ProgressHandler?
     public var projectID: String { resolver.projectID }
 
     public init(session: CloudSession, resolver: ReferenceResolver, current: ReferenceBuilder, isAdmin: Bool,
