@@ -235,7 +235,10 @@ public actor ReferenceResolver {
 
     /// Tell the resolver about a resource that now exists (or will, in a dry run).
     public func register(_ type: RefType, id: String, name: String, owner: String?) async {
-        await index.add(type, IndexEntry(id: id, name: name, owner: owner ?? projectID))
+        // No owner: the project for project-scoped types, any domain for projects, users and roles
+        // (a created project is not owned by the importing project: it was registered as such and
+        // could not be resolved by its domain).
+        await index.add(type, IndexEntry(id: id, name: name, owner: owner ?? (type.scoping == .project ? projectID : nil)))
     }
 
     public func resolve(_ type: RefType, _ ref: Reference) async throws -> String {
