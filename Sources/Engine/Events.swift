@@ -7,6 +7,12 @@ import Synchronization
 public protocol EventSink: Sendable {
     func item(_ result: ItemResult)
     func note(_ message: String)
+    /// Progress of a long step (image data); sinks that do not show it ignore it.
+    func progress(_ event: ProgressEvent)
+}
+
+extension EventSink {
+    public func progress(_ event: ProgressEvent) {}
 }
 
 /// Counts per status, like Ansible's PLAY RECAP. An item reported twice (a router whose

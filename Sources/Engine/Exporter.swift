@@ -18,11 +18,14 @@ public struct ExportSummary: Sendable, Equatable {
 /// Export: list the source project's resources and merge them into the data files.
 public enum Exporter {
     public static func run(kinds: [any ResourceKind.Type], session: CloudSession, dataDir: String, filters: NameFilters,
-                           sink: any EventSink) async throws -> [ExportSummary]
+                           sink: any EventSink, options: ExportOptions = ExportOptions()) async throws -> [ExportSummary]
     {
         let token = try await session.authenticate()
         let refs = try await ReferenceBuilder(session: session)
-        let ctx = ExportContext(session: session, refs: refs, isAdmin: token.isAdmin)
+        var context = ExportContext(session: session, refs: refs, isAdmin: token.isAdmin)
+        context.options = options
+        context.progress = { sink.progress($0) }
+        let ctx = context
         // Read every file first: a broken file stops the export before anything is written.
         var files: [String: ResourceFile] = [:]
         for kind in kinds {
@@ -51,14 +54,16 @@ public enum Exporter {
         var summary = ExportSummary(kind: kind.name, file: file.path)
         let exported = try await kind.export(ctx).sorted { ($0.id ?? "") < ($1.id ?? "") }
         var merged = file
+        var admitted: [ResourceRecord] = []
         for record in exported {
             let label = kind.label(record)
-            guard filters.admits(record, kind: kind) else {
+            guard filters.admits(record, kind: kind, export: true) else {
                 summary.filtered += 1
                 log.add(ItemResult(kind: kind.name, name: label, status: .skipped, message: "filtered out by \(kind.filterVariable)",
                                    id: record.id))
                 continue
             }
+            admitted.append(record)
             if let i = merged.records.firstIndex(where: { kind.exportIdentity($0) != nil && kind.exportIdentity($0) == kind.exportIdentity(record) }) {
                 if merged.records[i] == record {
                     summary.unchanged += 1
@@ -81,6 +86,7 @@ public enum Exporter {
             try merged.write()
             summary.written = true
         }
+        for r in await kind.afterExport(admitted, ctx) { log.add(r) }
         return summary
     }
 }

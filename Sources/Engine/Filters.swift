@@ -49,9 +49,9 @@ public struct NameFilters: Sendable {
             if pattern.count >= 2, pattern.hasPrefix("/"), pattern.hasSuffix("/") {
                 let r = String(pattern.dropFirst().dropLast())
                 try Self.checkRegex(r, where: "--filter \(f)")
-                fromCLI[kind.filterVariable, default: []].append(.regex(r))
+                for v in Set([kind.filterVariable, kind.exportFilterVariable]) { fromCLI[v, default: []].append(.regex(r)) }
             } else {
-                fromCLI[kind.filterVariable, default: []].append(.exact(pattern))
+                for v in Set([kind.filterVariable, kind.exportFilterVariable]) { fromCLI[v, default: []].append(.exact(pattern)) }
             }
         }
         for (k, v) in fromCLI { byVariable[k] = v }
@@ -65,9 +65,10 @@ public struct NameFilters: Sendable {
 
     public func entries(for kind: any ResourceKind.Type) -> [Entry]? { byVariable[kind.filterVariable] }
 
-    /// Does a record of `kind` pass? No filter means everything passes.
-    public func admits(_ record: ResourceRecord, kind: any ResourceKind.Type) -> Bool {
-        guard let entries = entries(for: kind) else { return true }
+    /// Does a record of `kind` pass? No filter means everything passes. At export, the kind's
+    /// export filter applies (the reference tool filters detached volumes on another key there).
+    public func admits(_ record: ResourceRecord, kind: any ResourceKind.Type, export: Bool = false) -> Bool {
+        guard let entries = export ? byVariable[kind.exportFilterVariable] : entries(for: kind) else { return true }
         let value = record.value(at: kind.filterPath)?.stringValue ?? ""
         return Self.matches(value, entries)
     }
