@@ -9,6 +9,8 @@ public enum Importer {
     public struct Options: Sendable {
         public var resource: ImportOptions
         public var concurrency: Int
+        /// Renames applied to the records (and references to them) before anything else.
+        public var names = NameMapping()
         public init(resource: ImportOptions = ImportOptions(), concurrency: Int = 8) {
             self.resource = resource
             self.concurrency = concurrency
@@ -28,8 +30,9 @@ public enum Importer {
         }
         let resolver = try await ReferenceResolver(session: session)
         let current = try await ReferenceBuilder(session: session)
-        let ctx = ImportContext(session: session, resolver: resolver, current: current, isAdmin: token.isAdmin,
+        var ctx = ImportContext(session: session, resolver: resolver, current: current, isAdmin: token.isAdmin,
                                 options: options.resource)
+        ctx.progress = { sink.progress($0) }
         let log = ResultLog(sink: sink)
 
         // Select, then prove every reference resolves before the first write.
@@ -38,7 +41,7 @@ public enum Importer {
             var keep: [(Int, ResourceRecord)] = []
             for (i, r) in kf.file.records.enumerated() {
                 if filters.admits(r, kind: kf.kind) {
-                    keep.append((i, r))
+                    keep.append((i, options.names.apply(r, kind: kf.kind)))
                 } else {
                     log.add(ItemResult(kind: kf.kind.name, name: kf.kind.label(r), status: .skipped,
                                        message: "filtered out by \(kf.kind.filterVariable)"))
@@ -52,7 +55,7 @@ public enum Importer {
 
         for (kf, records) in selected {
             sink.note("\(kf.kind.name) (\(kf.file.fileName)): \(records.count) to import")
-            await importKind(kf.kind, records.map(\.1), ctx: ctx, concurrency: options.concurrency, log: log)
+            await importKind(kf.kind, kf.kind.importOrder(records.map(\.1)), ctx: ctx, concurrency: options.concurrency, log: log)
         }
         for (kf, records) in selected {
             for r in await kf.kind.finish(records.map(\.1), ctx) { log.add(r) }
@@ -99,7 +102,8 @@ public enum Importer {
             case .create(let detail, let perform):
                 let id = dry ? ReferenceResolver.placeholderPrefix + label : try await perform()
                 if let t = kind.refType, let name = record.name {
-                    await ctx.resolver.register(t, id: id, name: name, owner: ctx.projectID)
+                    // Owned by the project for project-scoped types; in its domain for the others.
+                    await ctx.resolver.register(t, id: id, name: name, owner: nil)
                 }
                 let msg = (dry ? "would create" : "created") + (detail.isEmpty ? "" : " (\(detail))")
                 return ItemResult(kind: kind.name, name: label, status: .changed, message: msg, action: "created",

@@ -1,0 +1,187 @@
+import Foundation
+import OpenStack
+import Resources
+
+/// Renames applied at import, without touching the data files: a resource of a mapped kind gets
+/// its destination name, and so does every reference to it (a user's `default_project_ref`, a
+/// role assignment's refs, a keypair's `user_ref`, a flavor's access list, the `project_name` and
+/// `domain_name` of any reference). Names that are not mapped stay as they are, so references to
+/// what already exists in the destination (the `public` network, the `member` role) still resolve.
+///
+/// `--map-name KIND:SRC=DST` maps one name; `--rename-prefix PREFIX` prefixes every project, user
+/// and flavor the data directory's files hold (the cloud-wide names that collide when source and
+/// destination are one cloud); `--rename-prefix KIND=PREFIX` does it for another kind. Volume
+/// types and availability zones (`--map-name volume-type:SRC=DST`, `availability-zone:...`) map
+/// the `volume_type` and `availability_zone` params of what is created.
+public struct NameMapping: Sendable, Equatable {
+    public private(set) var names: [RefType: [String: String]] = [:]
+    public private(set) var volumeTypes: [String: String] = [:]
+    public private(set) var availabilityZones: [String: String] = [:]
+    /// Names mapped explicitly (`--map-name`): a prefix does not override them.
+    private var explicit: Set<String> = []
+
+    public init() {}
+
+    public var isEmpty: Bool { names.values.allSatisfy(\.isEmpty) && volumeTypes.isEmpty && availabilityZones.isEmpty }
+
+    /// The kinds `--rename-prefix PREFIX` applies to.
+    public static let defaultPrefixKinds = ["projects", "users", "flavors"]
+
+    enum Target: Equatable {
+        case ref(RefType)
+        case volumeType
+        case availabilityZone
+    }
+
+    static func target(_ word: String) -> Target? {
+        let w = word.lowercased().replacingOccurrences(of: "_", with: "-")
+        switch w {
+        case "volume-type", "volume-types": return .volumeType
+        case "availability-zone", "availability-zones", "az", "azs": return .availabilityZone
+        case "domain", "domains": return .ref(.domain)
+        case "role", "roles": return .ref(.role)
+        default: break
+        }
+        if let k = ResourceRegistry.kind(named: w), let t = k.refType { return .ref(t) }
+        let singular = w.hasSuffix("s") ? String(w.dropLast()) : w
+        if let t = RefType.allCases.first(where: { $0.rawValue.replacingOccurrences(of: " ", with: "-") == singular }) { return .ref(t) }
+        return nil
+    }
+
+    static var renamable: [String] { ResourceRegistry.kinds.filter { $0.refType != nil }.map { $0.name } }
+
+    static var mappable: String {
+        (renamable + ["domains", "roles", "volume-types", "availability-zones"])
+            .joined(separator: ", ")
+    }
+
+    /// `KIND:SRC=DST`.
+    public mutating func add(spec: String) throws {
+        guard let colon = spec.firstIndex(of: ":"), let eq = spec[colon...].firstIndex(of: "=") else {
+            throw ConfigError("--map-name \(spec): expected KIND:SOURCE_NAME=DESTINATION_NAME")
+        }
+        let word = String(spec[..<colon])
+        let from = String(spec[spec.index(after: colon)..<eq])
+        let to = String(spec[spec.index(after: eq)...])
+        guard let target = Self.target(word) else {
+            throw ConfigError("--map-name \(spec): cannot map names of '\(word)' (mappable: \(Self.mappable))")
+        }
+        guard !from.isEmpty, !to.isEmpty else { throw ConfigError("--map-name \(spec): empty name") }
+        switch target {
+        case .ref(let t):
+            names[t, default: [:]][from] = to
+            explicit.insert("\(t.rawValue)\u{0}\(from)")
+        case .volumeType: volumeTypes[from] = to
+        case .availabilityZone: availabilityZones[from] = to
+        }
+    }
+
+    /// Map `from` to `to` for a reference type, unless `--map-name` already said otherwise.
+    public mutating func add(_ type: RefType, from: String, to: String) {
+        guard !explicit.contains("\(type.rawValue)\u{0}\(from)") else { return }
+        names[type, default: [:]][from] = to
+    }
+
+    /// `PREFIX` (projects, users, flavors) or `KIND=PREFIX`: every name in the kinds' data files
+    /// gets the prefix.
+    public mutating func add(prefixSpec spec: String, dataDir: String) throws {
+        var kinds = Self.defaultPrefixKinds
+        var prefix = spec
+        if let eq = spec.firstIndex(of: "="), Self.target(String(spec[..<eq])) != nil {
+            kinds = [String(spec[..<eq])]
+            prefix = String(spec[spec.index(after: eq)...])
+        }
+        guard !prefix.isEmpty else { throw ConfigError("--rename-prefix \(spec): empty prefix") }
+        for word in kinds {
+            guard let kind = ResourceRegistry.kind(named: word), let t = kind.refType else {
+                throw ConfigError("--rename-prefix \(spec): cannot rename '\(word)' (renamable: \(Self.renamable.joined(separator: ", ")))")
+            }
+            let path = (dataDir as NSString).appendingPathComponent(kind.fileName)
+            guard FileManager.default.fileExists(atPath: path) else { continue }
+            for r in try ResourceFile.load(path).records {
+                if let n = r.name, !n.isEmpty { add(t, from: n, to: prefix + n) }
+            }
+        }
+    }
+
+    public func name(_ type: RefType, _ name: String) -> String {
+        if name == Reference.auth { return name }
+        return names[type]?[name] ?? name
+    }
+
+    /// Source name to destination name, for one reference type.
+    public func renames(_ type: RefType) -> [String: String] { names[type] ?? [:] }
+
+    /// The record as it is to be imported.
+    public func apply(_ record: ResourceRecord, kind: any ResourceKind.Type) -> ResourceRecord {
+        guard !isEmpty else { return record }
+        var out = record
+        if let t = kind.refType, let n = record.name {
+            let m = name(t, n)
+            if m != n { out.params["name"] = .string(m) }
+        }
+        for ref in kind.references(record) {
+            guard ref.field.hasPrefix("params.") else { continue }
+            let path = Self.path(String(ref.field.dropFirst("params.".count)))
+            guard var object = Self.get(.object(out.params), path)?.objectValue else { continue }
+            object["name"] = .string(name(ref.type, ref.ref.name))
+            if let p = ref.ref.projectName { object["project_name"] = .string(name(.project, p)) }
+            if let d = ref.ref.domainName { object["domain_name"] = .string(name(.domain, d)) }
+            if let v = Self.set(.object(out.params), path, .object(object))?.objectValue { out.params = v }
+        }
+        if let t = record.params["volume_type"]?.stringValue, let m = volumeTypes[t] { out.params["volume_type"] = .string(m) }
+        if let z = record.params["availability_zone"]?.stringValue, let m = availabilityZones[z] {
+            out.params["availability_zone"] = .string(m)
+        }
+        return out
+    }
+
+    // MARK: paths like "fixed_ips_refs[0].subnet_ref"
+
+    enum Step: Equatable {
+        case key(String)
+        case index(Int)
+    }
+
+    static func path(_ s: String) -> [Step] {
+        var steps: [Step] = []
+        for part in s.split(separator: ".") {
+            var p = Substring(part)
+            if let b = p.firstIndex(of: "[") {
+                if b > p.startIndex { steps.append(.key(String(p[..<b]))) }
+                p = p[b...]
+                while p.hasPrefix("["), let e = p.firstIndex(of: "]") {
+                    if let i = Int(p[p.index(after: p.startIndex)..<e]) { steps.append(.index(i)) }
+                    p = p[p.index(after: e)...]
+                }
+            } else {
+                steps.append(.key(String(p)))
+            }
+        }
+        return steps
+    }
+
+    static func get(_ v: JSONValue, _ path: [Step]) -> JSONValue? {
+        guard let first = path.first else { return v }
+        switch first {
+        case .key(let k): return v[k].flatMap { get($0, Array(path.dropFirst())) }
+        case .index(let i):
+            guard let a = v.arrayValue, a.indices.contains(i) else { return nil }
+            return get(a[i], Array(path.dropFirst()))
+        }
+    }
+
+    static func set(_ v: JSONValue, _ path: [Step], _ value: JSONValue) -> JSONValue? {
+        guard let first = path.first else { return value }
+        switch first {
+        case .key(let k):
+            guard var o = v.objectValue, let inner = o[k], let new = set(inner, Array(path.dropFirst()), value) else { return nil }
+            o[k] = new
+            return .object(o)
+        case .index(let i):
+            guard var a = v.arrayValue, a.indices.contains(i), let new = set(a[i], Array(path.dropFirst()), value) else { return nil }
+            a[i] = new
+            return .array(a)
+        }
+    }
+}
