@@ -45,6 +45,22 @@ final class ConsoleSink: EventSink, Sendable {
         }
     }
 
+    func progress(_ e: ProgressEvent) {
+        if json {
+            var o: JSONObject = ["event": "progress", "kind": .string(e.kind), "name": .string(e.name), "phase": .string(e.phase),
+                                 "done": .int(Int(e.done))]
+            if let t = e.total { o["total"] = .int(Int(t)) }
+            if let r = e.rate { o["rate"] = .int(Int(r)) }
+            write(JSONValue.object(o).jsonString())
+            return
+        }
+        let mib = { (b: Int64) in String(format: "%.1f", Double(b) / 1_048_576) }
+        var line = "progress \(e.kind): \(e.name) \(e.phase) \(mib(e.done))"
+        if let t = e.total, t > 0 { line += " of \(mib(t)) MiB (\(Int(Double(e.done) * 100 / Double(t)))%)" } else { line += " MiB" }
+        if let r = e.rate { line += ", \(mib(Int64(r))) MiB/s" }
+        write(line)
+    }
+
     /// The last line: counts per status, and what it cost in API calls.
     func recap(_ recap: Recap, requests: RequestCounter? = nil) {
         if json {

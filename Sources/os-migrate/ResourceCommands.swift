@@ -50,6 +50,8 @@ struct ExportCommand: AsyncParsableCommand {
         discussion: "Kinds: \(KindSelection.validNames). Existing files are merged: new resources are added, changed ones replaced, others kept.")
 
     @Argument(help: "Kinds to export.") var kinds: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Also download image data into this directory (<id>-<name> files), for moves where the migrator cannot reach both clouds at once.", valueName: "dir"))
+    var imageBlobsDir: String?
     @OptionGroup var filters: FilterOptions
     @OptionGroup var common: CommonOptions
 
@@ -62,7 +64,8 @@ struct ExportCommand: AsyncParsableCommand {
             let sink = ConsoleSink(json: common.json, showItems: common.verbose > 0)
             let start = ContinuousClock.now
             let summaries = try await Exporter.run(kinds: selected, session: session, dataDir: config.dataDir,
-                                                   filters: nameFilters, sink: sink)
+                                                   filters: nameFilters, sink: sink,
+                                                   options: ExportOptions(imageBlobsDir: imageBlobsDir))
             for s in summaries { sink.export(s) }
             if !common.json {
                 let d = ContinuousClock.now - start
@@ -85,6 +88,16 @@ struct ImportCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Delete destination security group rules that the rules file does not list (only in the file's groups).")
     var pruneRules = false
     @Option(name: .long, help: "Resources of one kind imported at once.") var concurrency = 8
+    @Flag(name: .long, help: "Create detached volumes empty, without their data (copying it needs conversion hosts).")
+    var noData = false
+    @Option(name: .long, help: ArgumentHelp("Read image data from this directory (written by `export --image-blobs-dir`) instead of streaming it from the source cloud.", valueName: "dir"))
+    var imageBlobsDir: String?
+    @Option(name: .long, help: ArgumentHelp("A YAML or JSON mapping of user name to initial password, for the users import creates (never printed).", valueName: "file"))
+    var userPasswordFile: String?
+    @Option(name: .long, help: ArgumentHelp("Rename at import: KIND:SOURCE=DESTINATION (KIND: projects, users, flavors, images, networks..., domains, volume-types, availability-zones); references follow (repeatable).", valueName: "kind:src=dst"))
+    var mapName: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Prefix the names of the data directory's projects, users and flavors at import, or KIND=PREFIX for one kind; references follow (repeatable).", valueName: "prefix"))
+    var renamePrefix: [String] = []
     @OptionGroup var filters: FilterOptions
     @OptionGroup var common: CommonOptions
 
@@ -95,12 +108,32 @@ struct ImportCommand: AsyncParsableCommand {
             guard !selected.isEmpty else { throw ConfigError("\(config.dataDir): no data files to import") }
             let files = try KindSelection.load(selected, dataDir: config.dataDir)
             let nameFilters = try NameFilters(cli: filters.filter, vars: config.vars)
+            var names = NameMapping()
+            for m in mapName { try names.add(spec: m) }
+            for p in renamePrefix { try names.add(prefixSpec: p, dataDir: config.dataDir) }
+            var resource = ImportOptions(dryRun: dryRun, pruneRules: pruneRules)
+            resource.noData = noData
+            if let dir = imageBlobsDir {
+                var isDir: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+                    throw ConfigError("--image-blobs-dir \(dir): not a directory")
+                }
+                resource.imageBlobsDir = dir
+            }
+            if let f = userPasswordFile { resource.userPasswords = try UserPasswords.load(f).adding(aliases: names.renames(.user)) }
+            if selected.contains(where: { $0.name == "images" }), imageBlobsDir == nil {
+                // Image data streams from the source cloud.
+                if let src = config.src {
+                    resource.source = try CloudSession(profile: src, transport: transport)
+                } else if !dryRun {
+                    throw ConfigError("images: no source for the image data: pass --src-cloud NAME to stream it from the source cloud, or --image-blobs-dir DIR")
+                }
+            }
             let session = try CloudSession(profile: try config.requireDestination(), transport: transport)
             let sink = ConsoleSink(json: common.json)
-            let recap = try await Importer.run(
-                files: files, session: session,
-                options: .init(resource: ImportOptions(dryRun: dryRun, pruneRules: pruneRules), concurrency: max(1, concurrency)),
-                filters: nameFilters, sink: sink)
+            var options = Importer.Options(resource: resource, concurrency: max(1, concurrency))
+            options.names = names
+            let recap = try await Importer.run(files: files, session: session, options: options, filters: nameFilters, sink: sink)
             sink.recap(recap, requests: session.requests)
             return recap.failed == 0 ? 0 : 1
         }
