@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import OpenStack
+import Synchronization
 
 /// The OpenStack lab on this machine (`../shared/oslab`): its clouds.yaml, one HTTP transport
 /// for the whole test process, and sessions for its clouds.
@@ -34,19 +35,36 @@ public enum Lab {
 
     /// A session for a lab profile (or any profile), sharing `transport`.
     public static func session(_ profile: CloudProfile, options: SessionOptions = .init(),
-                               logger: Logger = Logger(label: "os-migrate.test")) throws -> CloudSession
+                               logger: Logger = Lab.logger) throws -> CloudSession
     {
         try CloudSession(profile: profile, transport: transport, options: options, logger: logger)
     }
 
-    /// The lab's admin (project admin, role admin).
-    public static func admin() throws -> CloudSession {
-        try session(profile("oslab-admin"))
+    /// Sessions' default logger: warnings and errors only (retries are notices), so that test
+    /// output stays readable.
+    public static var logger: Logger {
+        var l = Logger(label: "os-migrate.test")
+        l.logLevel = .warning
+        return l
     }
 
-    /// Options for tests that go through a `FaultProxy`: fast retries, short timeouts.
+    /// The lab's admin (project admin, role admin): one session for the whole test process, so
+    /// that its token is reused (every token costs Keystone a bcrypt check).
+    public static func admin() throws -> CloudSession {
+        try adminSession.withLock { cached in
+            if let s = cached { return s }
+            let s = try session(profile("oslab-admin"))
+            cached = s
+            return s
+        }
+    }
+
+    private static let adminSession = Mutex<CloudSession?>(nil)
+
+    /// Options for tests that go through a `FaultProxy`: fast retries, short timeouts (5 s: the
+    /// lab shares two cores with builds, and the token request has the same timeout).
     public static let fastRetryOptions = SessionOptions(
-        retry: RetryPolicy(maxAttempts: 8, baseDelay: 0.05, maxDelay: 0.5), requestTimeout: 2)
+        retry: RetryPolicy(maxAttempts: 8, baseDelay: 0.05, maxDelay: 0.5), requestTimeout: 5)
 
     /// 6 random lowercase hex digits.
     public static func randomHex(_ count: Int = 6) -> String {
