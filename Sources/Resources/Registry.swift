@@ -1,6 +1,12 @@
 /// Every resource kind, in dependency order. A new kind is one file and one line here.
 public enum ResourceRegistry {
     public static let kinds: [any ResourceKind.Type] = [
+        ProjectKind.self,
+        UserKind.self,
+        RoleAssignmentKind.self,
+        FlavorKind.self,
+        UsersKeypairKind.self,
+        KeypairKind.self,
         NetworkKind.self,
         SubnetKind.self,
         RouterKind.self,
