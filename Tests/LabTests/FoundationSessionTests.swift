@@ -73,6 +73,93 @@ import TestSupport
         }
     }
 
+    @Test func cinderVolumesPageByPage() async throws {
+        try await LabTenant.with("page-vol") { tenant in
+            let session = try tenant.session()
+            var created: [String] = []
+            for i in 0..<3 {
+                let v = try await session.create(Cinder.volumes, ["name": .string("\(tenant.projectName)-vol\(i)"), "size": 1])
+                created.append(v.id)
+            }
+            for id in created {
+                _ = try await Waiter.wait("volume \(id)", service: ServiceType.blockStorage, timeout: 180, interval: 1,
+                                          until: ["available"], fetch: { try await session.find(Cinder.volumes, id: id) },
+                                          status: { $0.status })
+            }
+            session.requests.reset()
+            let paged = try await session.list(Cinder.volumes, pageSize: 1).collect()
+            #expect(Set(paged.map(\.id)) == Set(created))
+            #expect(paged.count == 3)
+            // Cinder links a next page after every full one: 1 + 1 + 1 + an empty one.
+            #expect(session.requests.snapshot == ["GET": 4])
+            #expect(paged.allSatisfy { $0.size == 1 && $0.status == "available" && !$0.bootable })
+        }
+    }
+
+    // MARK: catalog, versions, microversions
+
+    @Test func microversionsAreNegotiatedAndSent() async throws {
+        let session = try Lab.session(Lab.profile("oslab-src"))
+        let compute = try await session.endpoint("compute")
+        #expect(compute.service == "compute")
+        #expect(compute.url == "http://127.0.0.1:8774/v2.1")
+        #expect(compute.microversion == "2.79")
+        #expect(compute.maxMicroversion == "2.93")
+        let volume = try await session.endpoint("volume")  // an alias
+        #expect(volume.url == "http://127.0.0.1:8776/v3/\(try await session.currentProjectID)")
+        #expect(volume.microversion == "3.59")
+        #expect(volume.maxMicroversion == "3.70")
+        let flavors = try await session.send(APIRequest(ServiceType.compute, .GET, "/flavors/detail"))
+        #expect(flavors.headers.first(name: "OpenStack-API-Version") == "compute 2.79")
+        // 2.61+: flavors carry their extra specs
+        #expect(try flavors.json()["flavors"]?.arrayValue?.first?["extra_specs"] != nil)
+        let volumes = try await session.send(APIRequest(ServiceType.blockStorage, .GET, "/volumes"))
+        #expect(volumes.headers.first(name: "OpenStack-API-Version") == "volume 3.59")
+        // A per-request microversion wins.
+        let old = try await session.send(APIRequest(ServiceType.compute, .GET, "/flavors/detail", microversion: "2.1"))
+        #expect(old.headers.first(name: "OpenStack-API-Version") == "compute 2.1")
+        #expect(try old.json()["flavors"]?.arrayValue?.first?["extra_specs"] == nil)
+
+        // Asking for more than the service offers gets the service's maximum.
+        var p = try Lab.profile("oslab-src")
+        p.apiVersions = ["compute": "2.200", "block-storage": "3.0"]
+        let capped = try Lab.session(p)
+        #expect(try await capped.endpoint("compute").microversion == "2.93")
+        #expect(try await capped.endpoint("block-storage").microversion == "3.0")
+        let r = try await capped.send(APIRequest(ServiceType.compute, .GET, "/flavors"))
+        #expect(r.headers.first(name: "OpenStack-API-Version") == "compute 2.93")
+    }
+
+    @Test func regionInterfaceAndOverrides() async throws {
+        var wrongRegion = try Lab.profile("oslab-src")
+        wrongRegion.regionName = "RegionTwo"
+        let s1 = try Lab.session(wrongRegion)
+        do {
+            _ = try await s1.endpoint("compute")
+            Issue.record("found a compute endpoint in RegionTwo")
+        } catch let e as OpenStackError {
+            #expect(e.isNotFound)
+            #expect(e.description == "compute: no public endpoint for compute in region RegionTwo in the catalog of cloud 'oslab-src'")
+        }
+        // Identity falls back on the auth URL.
+        #expect(try await s1.endpoint("identity").url == "http://127.0.0.1:5000/v3")
+
+        var viaInternal = try Lab.profile("oslab-src")
+        viaInternal.interface = "internal"
+        #expect(try await Lab.session(viaInternal).endpoint("network").url == "http://127.0.0.1:9696/v2.0")
+        viaInternal.interface = "admin"
+        let adminIface = try Lab.session(viaInternal)
+        await #expect(throws: OpenStackError.self) { _ = try await adminIface.endpoint("network") }
+
+        // An unversioned override is discovered like a catalog entry; a versioned one is taken as is.
+        var overridden = try Lab.profile("oslab-src")
+        overridden.endpointOverrides = ["image": "http://localhost:9292/", "network": "http://localhost:9696/v2.0"]
+        let s2 = try Lab.session(overridden)
+        #expect(try await s2.endpoint("image").url == "http://localhost:9292/v2")
+        #expect(try await s2.endpoint("network").url == "http://localhost:9696/v2.0")
+        #expect(try await s2.list(Neutron.networks, query: [QueryItem("name", "public")]).collect().map(\.name) == ["public"])
+    }
+
     // MARK: errors from the real services
 
     @Test func notFoundFromEveryService() async throws {
