@@ -13,6 +13,8 @@ public enum ResourceRegistry {
         RouterInterfaceKind.self,
         SecurityGroupKind.self,
         SecurityGroupRuleKind.self,
+        ImageKind.self,
+        DetachedVolumeKind.self,
     ]
 
     public static func kind(named name: String) -> (any ResourceKind.Type)? {
