@@ -227,6 +227,21 @@ import TestSupport
                 #expect(!r.stdout.contains(s))
                 #expect(!r.stderr.contains(s))
             }
+
+            // --json: the report says what failed, the same line goes to stderr.
+            let j = try await CLIRunner.run(["check", "--src-cloud", "oslab-src", "--dst-cloud", "oslab-dst", "--json"],
+                                            env: ["OS_CLIENT_CONFIG_FILE": clouds])
+            #expect(j.exitCode == 1)
+            let doc = try JSONDecoder().decode(JSONValue.self, from: Data(j.stdout.utf8))
+            #expect(doc["ok"] == false)
+            #expect(doc["clouds"]?["src"]?["ok"] == false)
+            #expect(doc["clouds"]?["src"]?["project"] == nil)
+            let errors = try #require(doc["clouds"]?["src"]?["errors"]?.arrayValue)
+            #expect(errors.count == 1)
+            #expect(errors.first?.stringValue.map { "os-migrate: error: " + $0 + "\n" } == j.stderr)
+            #expect(doc["clouds"]?["dst"]?["ok"] == true)
+            #expect(doc["clouds"]?["dst"]?["endpoints"]?.objectValue?.count == 5)
+            for s in [wrong, real] { #expect(!j.stdout.contains(s) && !j.stderr.contains(s)) }
         }
     }
 
@@ -261,6 +276,29 @@ import TestSupport
             #expect(r.stderr.hasPrefix("os-migrate: error: identity POST http://127.0.0.1:9/v3/auth/tokens failed: "
                 + "cannot reach http://127.0.0.1:9/v3/auth/tokens for cloud 'down': "), "stderr: \(r.stderr)")
             #expect(r.stderr.dropLast().contains("\n") == false, "one line: \(r.stderr)")
+        }
+    }
+
+    @Test func cliRunnerHelpAndTimeout() async throws {
+        let help = try await CLIRunner.run(["--help"])
+        #expect(help.exitCode == 0)
+        #expect(help.stdout.contains("check"))
+        let checkHelp = try await CLIRunner.run(["check", "--help"])
+        for option in ["--data-dir", "--src-cloud", "--dst-cloud", "--vars", "--json", "--verbose"] {
+            #expect(checkHelp.stdout.contains(option), "\(option)")
+        }
+        // A run that outlives its timeout is killed and reported.
+        try await withFoundationTempDir("cli-timeout") { dir in
+            let clouds = try dir.write("clouds.yaml", """
+                clouds:
+                  down:
+                    auth: {auth_url: 'http://127.0.0.1:9/v3', username: u, password: p, project_name: x}
+                """)
+            let start = ContinuousClock.now
+            await #expect(throws: CLIRunner.Timeout.self) {
+                _ = try await CLIRunner.run(["check", "--src-cloud", "down"], env: ["OS_CLIENT_CONFIG_FILE": clouds], timeout: 1)
+            }
+            #expect(ContinuousClock.now - start < .seconds(8))
         }
     }
 

@@ -17,6 +17,33 @@ import TestSupport
         return try await withCleanup({ try await body(proxy) }, cleanup: { try await proxy.shutdown() })
     }
 
+    @Test func withoutFaultsTheProxyIsTransparent() async throws {
+        try await LabTenant.with("fault-none", quotas: false) { tenant in
+            try await withProxy(.none) { proxy in
+                let session = try proxied(tenant, proxy)
+                let n = try await session.create(Neutron.networks, ["name": .string(tenant.projectName + "-t")])
+                #expect(try await session.get(Neutron.networks, n.id).name == tenant.projectName + "-t")
+                let missing = randomUUID()
+                do {
+                    _ = try await session.get(Neutron.networks, missing)
+                    Issue.record("found \(missing)")
+                } catch let e as OpenStackError {
+                    #expect(e.kind == .http(status: 404))
+                    #expect(e.message == "Network \(missing) could not be found.")
+                    #expect(e.url == "\(proxy.url)/v2.0/networks/\(missing)")
+                    #expect(e.requestID?.hasPrefix("req-") == true)
+                }
+                try await session.delete(Neutron.networks, n.id)
+                let s = proxy.stats
+                #expect(s.requests == ["POST": 1, "GET": 2, "DELETE": 1])
+                #expect(s.forwarded == s.requests)
+                #expect(s.totalFaults == 0)
+                #expect(s.log == ["POST /v2.0/networks", "GET /v2.0/networks/\(n.id)", "GET /v2.0/networks/\(missing)",
+                                  "DELETE /v2.0/networks/\(n.id)"])
+            }
+        }
+    }
+
     @Test func hundredListingsAtTwentyPercentFaults() async throws {
         try await LabTenant.with("fault-list") { tenant in
             let direct = try tenant.session()

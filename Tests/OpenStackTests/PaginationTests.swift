@@ -76,6 +76,8 @@ import Testing
         #expect(CloudSession.join("http://h/v2.0", "/networks", [QueryItem("name", "a b&c=d/e"), QueryItem("limit", "2")])
             == "http://h/v2.0/networks?name=a%20b%26c%3Dd%2Fe&limit=2")
         #expect(CloudSession.join("http://h/v2.0", "http://other/v2.0/networks", [QueryItem("a", "1")]) == "http://other/v2.0/networks?a=1")
+        #expect(CloudSession.join("http://h/v2.1", "/servers/detail", [QueryItem("changes-since", "2026-01-01T00:00:00+00:00")])
+            == "http://h/v2.1/servers/detail?changes-since=2026-01-01T00:00:00%2B00:00")
         #expect(APIPath.escape("key pair/1?x#") == "key%20pair%2F1%3Fx%23")
     }
 
