@@ -49,7 +49,8 @@ public enum Lab {
     }
 
     /// The lab's admin (project admin, role admin): one session for the whole test process, so
-    /// that its token is reused (every token costs Keystone a bcrypt check).
+    /// that its token is reused (every token costs Keystone a bcrypt check). Shared by tests
+    /// running in parallel: to count requests, make your own with `session(profile("oslab-admin"))`.
     public static func admin() throws -> CloudSession {
         try adminSession.withLock { cached in
             if let s = cached { return s }
