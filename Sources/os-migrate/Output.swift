@@ -55,22 +55,6 @@ final class ConsoleSink: EventSink, Sendable {
             write(JSONValue.object(o).jsonString())
             return
         }
-        let mib = { (b: Int64) in String(format: "%.1f", Double(b) / 1_048_576) }
-        var line = "progress \(e.kind): \(e.name) \(e.phase) \(mib(e.done))"
-        if let t = e.total, t > 0 { line += " of \(mib(t)) MiB (\(Int(Double(e.done) * 100 / Double(t)))%)" } else { line += " MiB" }
-        if let r = e.rate { line += ", \(mib(Int64(r))) MiB/s" }
-        write(line)
-    }
-
-    func progress(_ e: ProgressEvent) {
-        if json {
-            var o: JSONObject = ["event": "progress", "kind": .string(e.kind), "name": .string(e.name), "phase": .string(e.phase),
-                                 "done": .int(Int(e.done))]
-            if let t = e.total { o["total"] = .int(Int(t)) }
-            if let r = e.rate { o["rate"] = .int(Int(r)) }
-            write(JSONValue.object(o).jsonString())
-            return
-        }
         // Text: a line per quarter of the way (JSON gets every event).
         if let t = e.total, t > 0 {
             let quarter = Int(e.done * 4 / t)
