@@ -84,6 +84,12 @@ let package = Package(
             ],
             swiftSettings: swift6
         ),
+        .executableTarget(
+            name: "network-bench",
+            dependencies: ["OpenStack", "TestSupport"],
+            path: "bench/network",
+            swiftSettings: swift6
+        ),
         .target(
             name: "TestSupport",
             dependencies: [

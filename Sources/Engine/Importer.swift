@@ -31,7 +31,7 @@ public enum Importer {
         let resolver = try await ReferenceResolver(session: session)
         let current = try await ReferenceBuilder(session: session)
         var ctx = ImportContext(session: session, resolver: resolver, current: current, isAdmin: token.isAdmin,
-                                options: options.resource)
+                                options: options.resource, kinds: Set(ordered.map { $0.kind.name }))
         ctx.progress = { sink.progress($0) }
         let log = ResultLog(sink: sink)
 
@@ -101,6 +101,7 @@ public enum Importer {
                 return ItemResult(kind: kind.name, name: label, status: .failed, message: reason)
             case .create(let detail, let perform):
                 let id = dry ? ReferenceResolver.placeholderPrefix + label : try await perform()
+                if !dry { await ctx.created.add(kind.name, id) }
                 if let t = kind.refType, let name = record.name {
                     // Owned by the project for project-scoped types; in its domain for the others.
                     await ctx.resolver.register(t, id: id, name: name, owner: nil)

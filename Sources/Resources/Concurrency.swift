@@ -49,3 +49,11 @@ public actor RunCache {
         values[key] = nil
     }
 }
+
+/// Ids of resources an import run created, by kind.
+public actor CreatedResources {
+    private var ids: [String: Set<String>] = [:]
+    public init() {}
+    public func add(_ kind: String, _ id: String) { ids[kind, default: []].insert(id) }
+    public func ids(_ kind: String) -> Set<String> { ids[kind] ?? [] }
+}

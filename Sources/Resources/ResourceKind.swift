@@ -83,6 +83,7 @@ extension ResourceKind {
     }
     public static func exportIdentity(_ record: ResourceRecord) -> String? { record.id.map { "\(record.type):\($0)" } }
     public static func serialKey(_ record: ResourceRecord) -> String? { nil }
+    public static var importedByEngine: Bool { true }
     public static func importOrder(_ records: [ResourceRecord]) -> [ResourceRecord] { records }
 }
 
@@ -143,21 +144,26 @@ public struct ImportContext: Sendable {
     public let current: ReferenceBuilder
     public let isAdmin: Bool
     public let options: ImportOptions
+    /// The kinds imported in this run (kinds may defer work to a later kind of the same run).
+    public let kinds: Set<String>
     public let logger: Logger
     /// Values listed once per run and shared by concurrent steps.
     public let cache = RunCache()
     /// Where long steps report progress.
     public var progress: ProgressHandler?
+    /// Resources created in this run, by kind, for kinds that act on them later.
+    public let created = CreatedResources()
     public var projectID: String { resolver.projectID }
 
     public init(session: CloudSession, resolver: ReferenceResolver, current: ReferenceBuilder, isAdmin: Bool,
-                options: ImportOptions, logger: Logger = Logger(label: "os-migrate.import"))
+                options: ImportOptions, kinds: Set<String> = [], logger: Logger = Logger(label: "os-migrate.import"))
     {
         self.session = session
         self.resolver = resolver
         self.current = current
         self.isAdmin = isAdmin
         self.options = options
+        self.kinds = kinds
         self.logger = logger
     }
 

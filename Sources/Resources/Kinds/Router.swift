@@ -124,7 +124,7 @@ public enum RouterKind: NeutronKind {
             guard let name = record.name, let desired = record.params["routes"] else { continue }
             let wanted = FieldMap.sortedList(desired.isNull ? .array([]) : desired, by: ["destination", "nexthop"])
             do {
-                guard let object = try await existing(named: name, ctx).first, let id = object["id"]?.stringValue else {
+                guard let object = try await existing(named: name, ctx, fresh: true).first, let id = object["id"]?.stringValue else {
                     if ctx.options.dryRun, !wanted.isFalsey {
                         results.append(ItemResult(kind: self.name, name: name, status: .changed, message: "would set routes",
                                                   action: "updated", fields: ["routes"]))

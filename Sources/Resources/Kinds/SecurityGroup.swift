@@ -2,6 +2,8 @@ import OpenStack
 
 /// Neutron security groups (`security_groups.yml`, `openstack.network.SecurityGroup`).
 /// A created group loses Neutron's automatic egress rules: the rules file is the only truth.
+/// When the rules are imported in the same run, the rules kind removes just the automatic
+/// rules the file does not list (instead of deleting and re-creating identical ones).
 /// The destination's own `default` group is matched by name, never created twice.
 public enum SecurityGroupKind: NeutronKind {
     public static let name = "security-groups"
@@ -22,6 +24,7 @@ public enum SecurityGroupKind: NeutronKind {
     ])
 
     public static func afterCreate(id: String, _ record: ResourceRecord, _ ctx: ImportContext) async throws {
+        if ctx.kinds.contains(SecurityGroupRuleKind.name) { return }
         let rules = try await ctx.session.list(
             JSONValue.self,
             APIRequest(ServiceType.network, .GET, "/security-group-rules", query: [QueryItem("security_group_id", id)]),

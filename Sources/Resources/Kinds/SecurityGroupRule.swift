@@ -4,8 +4,8 @@ import OpenStack
 /// Security group rules (`security_group_rules.yml`, `openstack.network.SecurityGroupRule`).
 /// Rules have no name and no update API: a rule is identified by what it matches, an existing
 /// identical rule is `ok` (a 409 from Neutron too), and a rule whose description changed is
-/// replaced. With `--prune-rules`, destination rules the file does not list are deleted from
-/// the groups the file covers.
+/// replaced. Rules the file does not list are deleted from groups this run created (Neutron's
+/// automatic egress rules) and, with `--prune-rules`, from every group the file covers.
 public enum SecurityGroupRuleKind: ResourceKind {
     public static let name = "security-group-rules"
     public static let fileName = "security_group_rules.yml"
@@ -113,14 +113,23 @@ public enum SecurityGroupRuleKind: ResourceKind {
         }
     }
 
-    static func rules(of group: String, _ ctx: ImportContext) async throws -> [JSONValue] {
-        try await ctx.cache.value("rules:" + group) {
-            .array(try await ctx.session.list(
+    /// The rules of a group, from one listing of the project's rules per run (`fresh`: ask now).
+    static func rules(of group: String, _ ctx: ImportContext, fresh: Bool = false) async throws -> [JSONValue] {
+        if fresh {
+            return try await ctx.session.list(
                 JSONValue.self,
                 APIRequest(ServiceType.network, .GET, "/security-group-rules", query: [QueryItem("security_group_id", group)]),
                 key: "security_group_rules"
+            ).collect()
+        }
+        let all = try await ctx.cache.value("project:/security-group-rules") {
+            .array(try await ctx.session.list(
+                JSONValue.self,
+                APIRequest(ServiceType.network, .GET, "/security-group-rules", query: [QueryItem("project_id", ctx.projectID)]),
+                key: "security_group_rules"
             ).collect())
-        }.arrayValue ?? []
+        }
+        return (all.arrayValue ?? []).filter { $0["security_group_id"]?.stringValue == group }
     }
 
     static func desiredBody(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> (group: String, key: MatchKey, body: JSONObject) {
@@ -164,9 +173,9 @@ public enum SecurityGroupRuleKind: ResourceKind {
         }
     }
 
-    /// With --prune-rules: delete destination rules of the file's groups that the file does not list.
+    /// Delete rules the file does not list: in the groups this run created (Neutron's automatic
+    /// egress rules), and with --prune-rules in every group the file covers.
     public static func finish(_ records: [ResourceRecord], _ ctx: ImportContext) async -> [ItemResult] {
-        guard ctx.options.pruneRules else { return [] }
         var wanted: [String: Set<MatchKey>] = [:]
         var names: [String: String] = [:]
         for r in records {
@@ -174,10 +183,13 @@ public enum SecurityGroupRuleKind: ResourceKind {
             wanted[group, default: []].insert(key)
             names[group] = r.params["security_group_ref"]?["name"]?.stringValue
         }
+        let createdGroups = await ctx.created.ids(SecurityGroupKind.name)
+        for g in createdGroups where wanted[g] == nil { wanted[g] = [] }
         var results: [ItemResult] = []
-        for (group, keys) in wanted where !group.hasPrefix(ReferenceResolver.placeholderPrefix) {
-            await ctx.cache.invalidate("rules:" + group)
-            guard let current = try? await rules(of: group, ctx) else { continue }
+        for (group, keys) in wanted.sorted(by: { $0.key < $1.key }) where !group.hasPrefix(ReferenceResolver.placeholderPrefix) {
+            let isNew = createdGroups.contains(group)
+            guard isNew || ctx.options.pruneRules else { continue }
+            guard let current = try? await rules(of: group, ctx, fresh: true) else { continue }
             for rule in current where !keys.contains(MatchKey(api: rule)) {
                 guard let id = rule["id"]?.stringValue else { continue }
                 let label = "\(names[group] ?? group) rule \(id)"
@@ -189,8 +201,11 @@ public enum SecurityGroupRuleKind: ResourceKind {
                 do {
                     _ = try await ctx.session.send(APIRequest(ServiceType.network, .DELETE, "/security-group-rules/" + id,
                                                               acceptedStatuses: [404]))
-                    results.append(ItemResult(kind: name, name: label, status: .changed, message: "deleted (not in the file)",
-                                              action: "deleted", id: id))
+                    // Neutron's automatic rules of a group we just made are not the file's items.
+                    if !isNew {
+                        results.append(ItemResult(kind: name, name: label, status: .changed, message: "deleted (not in the file)",
+                                                  action: "deleted", id: id))
+                    }
                 } catch {
                     results.append(ItemResult(kind: name, name: label, status: .failed, message: "\(error)"))
                 }
