@@ -14,9 +14,11 @@ public struct APICollection<Element: Decodable & Sendable>: Sendable {
     public let plural: String
     /// How updates are sent: PUT for most services, PATCH for Keystone.
     public let updateMethod: HTTPMethod
+    /// Whether the list call accepts a `name` filter (Nova's flavors answer 400 to one).
+    public let filtersByName: Bool
 
     public init(service: String, path: String, listPath: String? = nil, singular: String, plural: String,
-                updateMethod: HTTPMethod = .PUT)
+                updateMethod: HTTPMethod = .PUT, filtersByName: Bool = true)
     {
         self.service = service
         self.path = path
@@ -24,6 +26,7 @@ public struct APICollection<Element: Decodable & Sendable>: Sendable {
         self.singular = singular
         self.plural = plural
         self.updateMethod = updateMethod
+        self.filtersByName = filtersByName
     }
 
     public func itemPath(_ id: String) -> String { path + "/" + APIPath.escape(id) }
@@ -69,7 +72,7 @@ extension CloudSession {
     /// Elements whose `name` equals `name` exactly, server-side filtered where the service can.
     public func named<T>(_ c: APICollection<T>, _ name: String, query: [QueryItem] = []) async throws -> [T]
     where T: NamedResource {
-        try await list(c, query: [QueryItem("name", name)] + query).collect().filter { $0.name == name }
+        try await list(c, query: (c.filtersByName ? [QueryItem("name", name)] : []) + query).collect().filter { $0.name == name }
     }
 }
 

@@ -205,7 +205,7 @@ public enum Nova {
     public static let servers = APICollection<Server>(service: ServiceType.compute, path: "/servers", listPath: "/servers/detail",
                                                       singular: "server", plural: "servers")
     public static let flavors = APICollection<Flavor>(service: ServiceType.compute, path: "/flavors", listPath: "/flavors/detail",
-                                                      singular: "flavor", plural: "flavors")
+                                                      singular: "flavor", plural: "flavors", filtersByName: false)
 }
 
 extension CloudSession {
