@@ -200,6 +200,17 @@ import TestSupport
                 #expect(proxy.stats.requests["GET"] == 2)
                 #expect(elapsed >= .seconds(1))
             }
+            // A Retry-After beyond what the policy accepts to wait: the 429 is reported at once.
+            try await withProxy(FaultPlan(rate: 1, kinds: [.status429(retryAfter: 600)])) { proxy in
+                let session = try proxied(tenant, proxy)
+                let start = ContinuousClock.now
+                let e = await #expect(throws: OpenStackError.self) {
+                    _ = try await session.list(Neutron.networks).collect()
+                }
+                #expect(e?.kind == .http(status: 429))
+                #expect(proxy.stats.requests["GET"] == 1)
+                #expect(ContinuousClock.now - start < .seconds(10))
+            }
         }
     }
 }

@@ -167,7 +167,10 @@ public struct LabTenant: Sendable {
             }
         }
         await attempt("security groups") {
-            let groups = try await admin.list(Neutron.securityGroups, query: owned).collect()
+            // Listing security groups filtered by project makes Neutron create that project's
+            // default group: list them all (three fields) and keep ours.
+            let groups = try await admin.list(Neutron.securityGroups, query: LabTenant.securityGroupFields).collect()
+                .filter { $0.projectID == projectID }
             for g in groups where g.name != "default" {
                 try await admin.delete(Neutron.securityGroups, g.id)
             }
@@ -231,6 +234,9 @@ public struct LabTenant: Sendable {
             throw PurgeError(tenant: projectName, problems: problems)
         }
     }
+
+    /// `fields` for listing every project's security groups cheaply (no rules).
+    public static let securityGroupFields = [QueryItem("fields", "id"), QueryItem("fields", "name"), QueryItem("fields", "project_id")]
 
     public struct PurgeError: Error, CustomStringConvertible {
         public var tenant: String
