@@ -87,7 +87,7 @@ public struct NameMapping: Sendable, Equatable {
     public mutating func add(prefixSpec spec: String, dataDir: String) throws {
         var kinds = Self.defaultPrefixKinds
         var prefix = spec
-        if let eq = spec.firstIndex(of: "="), Self.target(String(spec[..<eq])) != nil {
+        if let eq = spec.firstIndex(of: "=") {
             kinds = [String(spec[..<eq])]
             prefix = String(spec[spec.index(after: eq)...])
         }

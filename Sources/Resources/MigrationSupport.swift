@@ -72,9 +72,10 @@ public struct UserPasswords: Sendable, CustomStringConvertible, CustomDebugStrin
         }
         var out: [String: String] = [:]
         for (name, value) in map {
-            guard let p = value.stringValue, !p.isEmpty else {
-                throw ConfigError("--user-password-file \(path): the password of user '\(name)' is not a non-empty string")
+            guard let p = value.stringValue else {
+                throw ConfigError("--user-password-file \(path): the password of user '\(name)' is not a string (quote it)")
             }
+            guard !p.isEmpty else { throw ConfigError("--user-password-file \(path): the password of user '\(name)' is empty") }
             out[name] = p
         }
         return UserPasswords(out)

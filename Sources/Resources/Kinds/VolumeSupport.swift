@@ -115,10 +115,10 @@ public enum Volumes {
     /// Checks before creating: the mapped type and zone exist in the destination. One line, or nil.
     public static func placementProblem(_ spec: VolumeSpec, placement: VolumePlacement = .identity, types: [String], zones: [String]?) -> String? {
         if let t = placement.volumeType(spec.volumeType), !types.contains(t) {
-            return "volume type '\(t)' does not exist in the destination (known: \(types.sorted().joined(separator: ", "))); map it with --map-name volume-type:\(t)=NAME"
+            return "volume type '\(t)' does not exist in the destination (known: \(types.sorted().joined(separator: ", "))); map it with --map-name volume-type:SOURCE=DESTINATION"
         }
         if let z = placement.availabilityZone(spec.availabilityZone), let zones, !zones.contains(z) {
-            return "availability zone '\(z)' does not exist in the destination (known: \(zones.sorted().joined(separator: ", "))); map it with --map-name availability-zone:\(z)=NAME"
+            return "availability zone '\(z)' does not exist in the destination (known: \(zones.sorted().joined(separator: ", "))); map it with --map-name availability-zone:SOURCE=DESTINATION"
         }
         return nil
     }
