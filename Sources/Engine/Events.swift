@@ -55,6 +55,15 @@ public struct Recap: Sendable, Equatable {
         }
     }
 
+    public static func + (a: Recap, b: Recap) -> Recap {
+        var r = a
+        r.ok += b.ok
+        r.changed += b.changed
+        r.skipped += b.skipped
+        r.failed += b.failed
+        return r
+    }
+
     public var line: String { "RECAP  ok=\(ok)  changed=\(changed)  skipped=\(skipped)  failed=\(failed)" }
 
     public var json: JSONValue {

@@ -29,6 +29,8 @@ public struct ExportOptions: Sendable {
     /// Also download image data into this directory (`<id>-<name>`), for moves without a path
     /// between the clouds (the reference tool's `image_blobs` mode).
     public var imageBlobsDir: String?
+    /// Servers never exported as workloads (the source conversion host).
+    public var excludedServerNames: Set<String> = []
 
     public init(imageBlobsDir: String? = nil) {
         self.imageBlobsDir = imageBlobsDir

@@ -15,6 +15,7 @@ public enum ResourceRegistry {
         SecurityGroupRuleKind.self,
         ImageKind.self,
         DetachedVolumeKind.self,
+        WorkloadKind.self,
     ]
 
     public static func kind(named name: String) -> (any ResourceKind.Type)? {

@@ -10,6 +10,6 @@ struct OSMigrate: AsyncParsableCommand {
             then import them into the destination cloud. Clouds come from clouds.yaml (--src-cloud, \
             --dst-cloud), the OS_* variables, or the Ansible os-migrate vars file (--vars).
             """,
-        subcommands: [CheckCommand.self, ExportCommand.self, ImportCommand.self, ValidateCommand.self, AgentCommand.self,
-                      CopyCommand.self])
+        subcommands: [CheckCommand.self, ExportCommand.self, ImportCommand.self, ValidateCommand.self, ReportCommand.self,
+                      ConversionHostsCommand.self, AgentCommand.self, CopyCommand.self])
 }

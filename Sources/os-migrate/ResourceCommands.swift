@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import OpenStack
 import Resources
+import Workloads
 
 /// Kind names on the command line: `networks`, `router-interfaces` (or `router_interfaces`), `all`.
 enum KindSelection {
@@ -63,9 +64,12 @@ struct ExportCommand: AsyncParsableCommand {
             let session = try CloudSession(profile: try config.requireSource(), transport: transport)
             let sink = ConsoleSink(json: common.json, showItems: common.verbose > 0)
             let start = ContinuousClock.now
+            var exportOptions = ExportOptions(imageBlobsDir: imageBlobsDir)
+            // The source conversion host is never a workload.
+            exportOptions.excludedServerNames = [try ConversionHostSettings.load(side: .src, vars: config.vars, dataDir: config.dataDir).hostName]
             let summaries = try await Exporter.run(kinds: selected, session: session, dataDir: config.dataDir,
                                                    filters: nameFilters, sink: sink,
-                                                   options: ExportOptions(imageBlobsDir: imageBlobsDir))
+                                                   options: exportOptions)
             for s in summaries { sink.export(s) }
             if !common.json {
                 let d = ContinuousClock.now - start
@@ -98,19 +102,26 @@ struct ImportCommand: AsyncParsableCommand {
     var mapName: [String] = []
     @Option(name: .long, help: ArgumentHelp("Prefix the names of the data directory's projects, users and flavors at import, or KIND=PREFIX for one kind; references follow (repeatable).", valueName: "prefix"))
     var renamePrefix: [String] = []
+    @OptionGroup(title: "Workloads") var workloads: WorkloadImportOptions
     @OptionGroup var filters: FilterOptions
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
         try await CommandRunner.run(common) { transport in
             let config = try common.configuration()
-            let selected = try KindSelection.resolve(kinds, dataDir: config.dataDir)
+            var selected = try KindSelection.resolve(kinds, dataDir: config.dataDir)
+            // `all` never starts VM migrations: workloads are imported when named.
+            if kinds.isEmpty || kinds.contains("all") { selected = selected.filter { $0.importedByEngine } }
             guard !selected.isEmpty else { throw ConfigError("\(config.dataDir): no data files to import") }
+            let workloadKinds = selected.filter { !$0.importedByEngine }
+            selected = selected.filter { $0.importedByEngine }
+            let workloadFiles = try KindSelection.load(workloadKinds, dataDir: config.dataDir)
             let files = try KindSelection.load(selected, dataDir: config.dataDir)
             let nameFilters = try NameFilters(cli: filters.filter, vars: config.vars)
             var names = NameMapping()
             for m in mapName { try names.add(spec: m) }
             for p in renamePrefix { try names.add(prefixSpec: p, dataDir: config.dataDir) }
+            try workloads.add(to: &names, vars: config.vars)
             var resource = ImportOptions(dryRun: dryRun, pruneRules: pruneRules)
             resource.noData = noData
             if let dir = imageBlobsDir {
@@ -131,9 +142,16 @@ struct ImportCommand: AsyncParsableCommand {
             }
             let session = try CloudSession(profile: try config.requireDestination(), transport: transport)
             let sink = ConsoleSink(json: common.json)
-            var options = Importer.Options(resource: resource, concurrency: max(1, concurrency))
-            options.names = names
-            let recap = try await Importer.run(files: files, session: session, options: options, filters: nameFilters, sink: sink)
+            var recap = Recap()
+            if !files.isEmpty {
+                var options = Importer.Options(resource: resource, concurrency: max(1, concurrency))
+                options.names = names
+                recap = try await Importer.run(files: files, session: session, options: options, filters: nameFilters, sink: sink)
+            }
+            for file in workloadFiles {
+                recap = recap + (try await WorkloadImport.run(file: file, config: config, transport: transport, options: workloads,
+                                                               names: names, filters: nameFilters, dryRun: dryRun, sink: sink))
+            }
             sink.recap(recap, requests: session.requests)
             return recap.failed == 0 ? 0 : 1
         }

@@ -1,0 +1,178 @@
+import DataPlane
+import Engine
+import Foundation
+import Logging
+import OpenStack
+import Resources
+
+/// Options of `import workloads`.
+public struct WorkloadMigrationOptions: Sendable {
+    public var dryRun = false
+    /// Workloads migrated at once.
+    public var parallel = 2
+    /// Volume copies at once within a workload.
+    public var copyParallel = 2
+    /// Stop a running source VM instead of skipping it.
+    public var stopSource = false
+    /// Names, volume types and availability zones mapped at import.
+    public var names = NameMapping()
+    /// Seconds for each wait (snapshot, volume, attach, server boot).
+    public var timeout: Double = 1800
+    /// Data plane settings.
+    public var chunkSize = 4 << 20
+    public var streams = 1
+    /// The local os-migrate binary the data plane deploys to conversion hosts (default: this one).
+    public var agentExecutable: String?
+    /// Names of source servers that are conversion hosts (never migrated).
+    public var conversionHostNames: Set<String> = []
+
+    public init() {}
+}
+
+/// The steps of one workload's migration, in order. The ledger records the last one done, so a
+/// rerun after a kill starts at the next.
+public enum MigrationStep: String, CaseIterable, Sendable {
+    case stage, attachSource, createVolumes, attachDestination, copy, detach, ports, server, floatingIPs, cleanup
+
+    public var next: MigrationStep? {
+        let all = Self.allCases
+        let i = all.firstIndex(of: self)!
+        return i + 1 < all.count ? all[i + 1] : nil
+    }
+
+    /// The step to run after `completed` (nil: none done yet).
+    public static func resume(after completed: String?) -> MigrationStep? {
+        guard let completed else { return .stage }
+        return MigrationStep(rawValue: completed)?.next
+    }
+}
+
+/// Migrates workloads one state machine each: prerequisites, then the steps, recording every
+/// resource in the ledger before moving on; on failure everything is undone.
+public final class WorkloadMigrator: Sendable {
+    let src: CloudSession
+    let dst: CloudSession
+    let hosts: ConversionHostPair?
+    let ledger: Ledger
+    let options: WorkloadMigrationOptions
+    let sink: any EventSink
+    let logger = Logger(label: "os-migrate.workloads")
+
+    public init(src: CloudSession, dst: CloudSession, hosts: ConversionHostPair?, ledger: Ledger, options: WorkloadMigrationOptions,
+                sink: any EventSink)
+    {
+        self.src = src
+        self.dst = dst
+        self.hosts = hosts
+        self.ledger = ledger
+        self.options = options
+        self.sink = sink
+    }
+
+    public static let kind = WorkloadKind.name
+
+    /// Migrate the workloads, `parallel` at a time; one result per workload.
+    public func run(_ records: [ResourceRecord]) async throws -> [ItemResult] {
+        let resolver = try await ReferenceResolver(session: dst)
+        let results = try await boundedMap(records, limit: max(1, options.parallel)) { record in
+            let r = await self.migrate(record, resolver: resolver)
+            self.sink.item(r)
+            return r
+        }
+        return results
+    }
+
+    func result(_ name: String, _ status: ItemResult.Status, _ message: String, action: String? = nil, id: String? = nil) -> ItemResult {
+        ItemResult(kind: Self.kind, name: name, status: status, message: message, action: action, id: id)
+    }
+
+    /// One workload, start to end. Never throws: the outcome is the result.
+    func migrate(_ record: ResourceRecord, resolver: ReferenceResolver) async -> ItemResult {
+        let name = record.name ?? record.id ?? "?"
+        let plan: WorkloadPlan
+        do {
+            plan = try WorkloadPlan.make(options.names.apply(record, kind: WorkloadKind.self),
+                                         volumeTypes: options.names.volumeTypes, zones: options.names.availabilityZones)
+        } catch {
+            return result(name, .failed, "\(error)")
+        }
+        if options.conversionHostNames.contains(name) || plan.sourceID == hosts?.src.serverID {
+            return result(name, .skipped, "conversion host")
+        }
+        do {
+            let entry = try ledger.workload(plan.sourceID)
+            // Done before: as long as the destination server is there, nothing to do.
+            if let entry, entry.state == .done, let d = entry.destinationID, try await dst.find(Nova.servers, id: d) != nil {
+                return result(name, .ok, "already migrated (destination server \(d))", id: d)
+            }
+            let resuming = entry?.state == .running
+            if !resuming {
+                let same = try await dst.list(Nova.servers, query: [QueryItem("name", "^\(NSRegularExpression.escapedPattern(for: name))$")])
+                    .collect().filter { $0.name == name }
+                if let s = same.first { return result(name, .ok, "already in the destination (server \(s.id))", id: s.id) }
+            }
+            guard let source = try await src.find(Nova.servers, id: plan.sourceID) else {
+                return result(name, .failed, "source server \(plan.sourceID) not found")
+            }
+            if source.status != "SHUTOFF" && !(resuming && source.status == "SHUTOFF") {
+                if !options.stopSource {
+                    return result(name, .skipped, "source is \(source.status): stop it or pass --stop-source")
+                }
+                if source.status != "ACTIVE" {
+                    return result(name, .skipped, "source is \(source.status); only ACTIVE servers are stopped")
+                }
+            }
+            let problems = try await Prerequisites.check(plan, dst: dst, resolver: resolver, ledger: ledger, hosts: hosts)
+            if !problems.isEmpty {
+                return result(name, .failed, "prerequisites not met in the destination: " + problems.joined(separator: "; "))
+            }
+            if options.dryRun {
+                let copies = plan.volumes.filter { $0.existingDestination == nil }
+                return result(name, .changed,
+                              "would migrate: \(copies.count) volume(s) to copy (\(plan.gigabytes) GiB), \(plan.ports.count) port(s), "
+                                  + "\(plan.floatingIPs.count) floating IP(s)" + (source.status == "SHUTOFF" ? "" : ", after stopping the source"),
+                              action: "migrated")
+            }
+            if source.status != "SHUTOFF" {
+                try await stopSource(plan.sourceID)
+            }
+            try ledger.begin(sourceID: plan.sourceID, name: name)
+            let run = WorkloadRun(migrator: self, plan: plan, resolver: resolver)
+            do {
+                var step = MigrationStep.resume(after: try ledger.workload(plan.sourceID)?.step)
+                while let s = step {
+                    try Self.injectedFailure(s)
+                    try await run.perform(s)
+                    try ledger.completeStep(plan.sourceID, s.rawValue)
+                    step = s.next
+                }
+                try ledger.finish(plan.sourceID, state: .done)
+                let server = try ledger.workload(plan.sourceID)?.destinationID
+                return result(name, .changed, run.summary(), action: "migrated", id: server)
+            } catch {
+                let failure = "\(error)"
+                try? ledger.log(plan.sourceID, step: "failed", failure)
+                let leftovers = await run.rollback()
+                try? ledger.finish(plan.sourceID, state: .failed, error: failure)
+                let cleaned = leftovers.isEmpty ? "everything it created was removed and the source restored"
+                    : "cleanup incomplete: " + leftovers.joined(separator: "; ")
+                return result(name, .failed, "\(failure); \(cleaned)")
+            }
+        } catch {
+            return result(name, .failed, "\(error)")
+        }
+    }
+
+    func stopSource(_ id: String) async throws {
+        try await src.stopServer(id)
+        _ = try await Waiter.wait("source server \(id)", service: ServiceType.compute, timeout: options.timeout, until: ["SHUTOFF"],
+                                  failOn: ["ERROR"], fetch: { try await self.src.find(Nova.servers, id: id) }, status: { $0.status })
+    }
+
+    /// Test hook: `OSM_FAIL_AT=<step>` makes that step fail, to prove the failure path.
+    static func injectedFailure(_ step: MigrationStep) throws {
+        if ProcessInfo.processInfo.environment["OSM_FAIL_AT"] == step.rawValue {
+            throw OpenStackError(kind: .waitFailed, service: "test", message: "injected failure at step \(step.rawValue) (OSM_FAIL_AT)")
+        }
+    }
+}

@@ -1,0 +1,527 @@
+import DataPlane
+import Engine
+import Foundation
+import OpenStack
+import Resources
+
+/// The effects of one workload's migration: each step creates what it needs, records it in
+/// the ledger first, and finds it there again when the run is resumed.
+struct WorkloadRun: Sendable {
+    let migrator: WorkloadMigrator
+    let plan: WorkloadPlan
+    let resolver: ReferenceResolver
+
+    var src: CloudSession { migrator.src }
+    var dst: CloudSession { migrator.dst }
+    var ledger: Ledger { migrator.ledger }
+    var timeout: Double { migrator.options.timeout }
+    var id: String { plan.sourceID }
+    var tempName: String { "os-migrate-\(plan.name)" }
+
+    func hosts() throws -> ConversionHostPair {
+        guard let h = migrator.hosts else {
+            throw ConfigError("workload '\(plan.name)' needs conversion hosts to copy its volumes: run `os-migrate conversion-hosts deploy`")
+        }
+        return h
+    }
+
+    /// The volumes whose data moves (data_copy true).
+    var copied: [(index: Int, volume: WorkloadPlan.Volume)] {
+        plan.volumes.enumerated().filter { $0.element.existingDestination == nil }.map { ($0.offset, $0.element) }
+    }
+
+    func perform(_ step: MigrationStep) async throws {
+        switch step {
+        case .stage: try await stage()
+        case .attachSource: try await attachSource()
+        case .createVolumes: try await createVolumes()
+        case .attachDestination: try await attachDestination()
+        case .copy: try await copy()
+        case .detach: try await detach()
+        case .ports: try await createPorts()
+        case .server: try await createServer()
+        case .floatingIPs: try await floatingIPs()
+        case .cleanup: try await cleanupSource()
+        }
+    }
+
+    // MARK: ledger helpers
+
+    /// The resource recorded under `role`, or the one `create` makes (recorded at once). `adopt`
+    /// finds one an interrupted run created but could not record.
+    func ensure(_ role: String, _ cloud: CloudSide, _ kind: String, detail: [String: String] = [:],
+                adopt: (() async throws -> String?)? = nil, create: () async throws -> String) async throws -> String
+    {
+        if let r = try ledger.resource(id, role: role), r.state != .released { return r.resourceID }
+        if let adopt, let found = try await adopt() {
+            try ledger.record(id, cloud: cloud, kind: kind, role: role, id: found, detail: detail)
+            return found
+        }
+        let new = try await create()
+        try ledger.record(id, cloud: cloud, kind: kind, role: role, id: new, detail: detail)
+        return new
+    }
+
+    func waitVolume(_ s: CloudSession, _ vid: String, _ status: String) async throws -> Volume {
+        try await Waiter.wait("volume \(vid)", service: ServiceType.blockStorage, timeout: timeout, until: [status],
+                              fetch: { try await s.find(Cinder.volumes, id: vid) }, status: { $0.status })
+    }
+
+    func waitSnapshot(_ sid: String) async throws {
+        _ = try await Waiter.wait("snapshot \(sid)", service: ServiceType.blockStorage, timeout: timeout, until: ["available"],
+                                  fetch: { try await src.find(Cinder.snapshots, id: sid) }, status: { $0.status })
+    }
+
+    /// A temporary resource of ours by its exact name (an interrupted run made it).
+    func adoptNamed<T: NamedResource>(_ c: APICollection<T>, _ s: CloudSession, _ name: String, status: (T) -> Bool = { _ in true })
+        async throws -> String?
+    {
+        try await s.list(c, query: [QueryItem("name", name)]).collect().first { $0.name == name && status($0) }?.id
+    }
+
+    /// The source-side volume each copied volume is read from.
+    func stagedVolume(_ v: WorkloadPlan.Volume) throws -> String {
+        switch v.staging {
+        case .detach: return v.sourceID ?? ""
+        case .snapshot, .serverImage:
+            guard let r = try ledger.resource(id, role: "staged-volume:boot") else {
+                throw OpenStackError(kind: .notFound, service: "ledger", message: "the staged boot volume of \(plan.name) is not recorded")
+            }
+            return r.resourceID
+        }
+    }
+
+    // MARK: steps
+
+    func stage() async throws {
+        for (_, v) in copied {
+            switch v.staging {
+            case .snapshot:
+                let snap = try await ensure("boot-snapshot", .src, "snapshot", adopt: {
+                    try await adoptNamed(Cinder.snapshots, src, tempName + "-boot") { $0.volumeID == v.sourceID && !$0.status.hasPrefix("error") }
+                }) {
+                    try await src.json(APIRequest(ServiceType.blockStorage, .POST, "/snapshots", body: ["snapshot": [
+                        "volume_id": .string(v.sourceID ?? ""), "force": true, "name": .string(tempName + "-boot"),
+                        "description": "os-migrate: temporary snapshot of a boot volume",
+                    ]]), key: "snapshot")["id"]?.stringValue ?? ""
+                }
+                try await waitSnapshot(snap)
+                let tmp = try await ensure("staged-volume:boot", .src, "volume", adopt: {
+                    try await adoptNamed(Cinder.volumes, src, tempName + "-boot") { $0.snapshotID == snap && !$0.status.hasPrefix("error") }
+                }) {
+                    try await src.create(Cinder.volumes, ["snapshot_id": .string(snap), "size": .int(v.size), "name": .string(tempName + "-boot"),
+                                                          "description": "os-migrate: temporary copy of a boot volume"]).id
+                }
+                _ = try await waitVolume(src, tmp, "available")
+            case .serverImage:
+                let image = try await ensure("boot-image", .src, "image", adopt: {
+                    try await adoptNamed(Glance.images, src, tempName + "-boot") { !["killed", "deleted"].contains($0.status) }
+                }) {
+                    try await src.createServerImage(plan.sourceID, name: tempName + "-boot")
+                }
+                let img = try await Waiter.wait("image \(image)", service: ServiceType.image, timeout: timeout, until: ["active"],
+                                                failOn: ["killed", "deleted"], fetch: { try await src.findImage(id: image) }, status: { $0.status })
+                let gib = Int(((img.size ?? 0) + (1 << 30) - 1) >> 30)
+                let size = max(gib, img.minDisk ?? 0, 1)
+                let tmp = try await ensure("staged-volume:boot", .src, "volume", adopt: {
+                    try await adoptNamed(Cinder.volumes, src, tempName + "-boot") { !$0.status.hasPrefix("error") }
+                }) {
+                    try await src.create(Cinder.volumes, ["imageRef": .string(image), "size": .int(size), "name": .string(tempName + "-boot"),
+                                                          "description": "os-migrate: temporary copy of a boot disk"]).id
+                }
+                _ = try await waitVolume(src, tmp, "available")
+            case .detach:
+                guard let vid = v.sourceID else { continue }
+                // Recorded before the detach, so a kill in between still re-attaches it.
+                _ = try await ensure("detached:\(vid)", .src, "detachment", detail: ["server": plan.sourceID, "device": v.device]) { vid }
+                let vol = try await src.get(Cinder.volumes, vid)
+                if vol.attachments.contains(where: { $0.serverID == plan.sourceID }) {
+                    try await src.detachVolume(server: plan.sourceID, volume: vid)
+                }
+                _ = try await waitVolume(src, vid, "available")
+            }
+        }
+    }
+
+    func attachSource() async throws {
+        let h = try hosts()
+        for (_, v) in copied {
+            let vid = try stagedVolume(v)
+            let role = "src-attach:\(vid)"
+            try ledger.record(id, cloud: .src, kind: "attachment", role: role, id: vid, detail: ["host": h.src.serverID])
+            let path = try await h.src.attach(volumeID: vid, session: src, timeout: timeout)
+            try ledger.record(id, cloud: .src, kind: "attachment", role: role, id: vid, detail: ["host": h.src.serverID, "path": path])
+        }
+    }
+
+    func createVolumes() async throws {
+        for (i, v) in plan.volumes.enumerated() {
+            if let existing = v.existingDestination {
+                try ledger.record(id, cloud: .dst, kind: "volume", role: "dst-volume:\(i)", id: existing, state: .kept)
+                continue
+            }
+            let staged = try stagedVolume(v)
+            let size = v.size > 0 ? v.size : try await src.get(Cinder.volumes, staged).size
+            let vid = try await ensure("dst-volume:\(i)", .dst, "volume", detail: ["device": v.device, "source": staged]) {
+                var body: JSONObject = ["size": .int(size), "name": .string(v.name),
+                                        "metadata": ["os_migrate_source_volume": .string(v.sourceID ?? staged)]]
+                if let d = v.description { body["description"] = .string(d) }
+                if let t = v.volumeType { body["volume_type"] = .string(t) }
+                if let a = v.availabilityZone { body["availability_zone"] = .string(a) }
+                return try await dst.create(Cinder.volumes, body).id
+            }
+            _ = try await waitVolume(dst, vid, "available")
+            if v.isBoot { try await dst.setVolumeBootable(vid, true) }
+            try await dst.setVolumeImageMetadata(vid, v.imageMetadata)
+        }
+    }
+
+    func destinationVolume(_ index: Int) throws -> String {
+        guard let r = try ledger.resource(id, role: "dst-volume:\(index)") else {
+            throw OpenStackError(kind: .notFound, service: "ledger", message: "destination volume \(index) of \(plan.name) is not recorded")
+        }
+        return r.resourceID
+    }
+
+    func attachDestination() async throws {
+        let h = try hosts()
+        for (i, _) in copied {
+            let vid = try destinationVolume(i)
+            let role = "dst-attach:\(vid)"
+            try ledger.record(id, cloud: .dst, kind: "attachment", role: role, id: vid, detail: ["host": h.dst.serverID])
+            let path = try await h.dst.attach(volumeID: vid, session: dst, timeout: timeout)
+            try ledger.record(id, cloud: .dst, kind: "attachment", role: role, id: vid, detail: ["host": h.dst.serverID, "path": path])
+        }
+    }
+
+    func copy() async throws {
+        let h = try hosts()
+        let done = Set(try ledger.copies(id).map { "\($0.device)\u{0}\($0.destinationVolume)" })
+        var jobs: [(device: String, source: String, srcPath: String, target: String, dstPath: String)] = []
+        for (i, v) in copied {
+            let staged = try stagedVolume(v)
+            let target = try destinationVolume(i)
+            let device = v.device.isEmpty ? "volume\(i)" : v.device
+            if done.contains("\(device)\u{0}\(target)") { continue }
+            guard let sp = try ledger.resource(id, role: "src-attach:\(staged)")?.details["path"],
+                  let dp = try ledger.resource(id, role: "dst-attach:\(target)")?.details["path"]
+            else { throw OpenStackError(kind: .notFound, service: "ledger", message: "attachment paths of \(plan.name) \(device) are not recorded") }
+            jobs.append((device, staged, sp, target, dp))
+        }
+        let options = migrator.options
+        let sink = migrator.sink
+        let name = plan.name
+        _ = try await boundedMap(jobs, limit: max(1, options.copyParallel)) { job in
+            var req = CopyRequest(source: VolumeLocation(endpoint: h.link, path: job.srcPath),
+                                  destination: VolumeLocation(endpoint: h.dst.ssh, path: job.dstPath))
+            req.chunkSize = options.chunkSize
+            req.streams = options.streams
+            req.agentExecutable = options.agentExecutable
+            let r = try await runCopy(req) { p in
+                sink.progress(ProgressEvent(kind: WorkloadMigrator.kind, name: "\(name) \(job.device)", phase: "copy",
+                                            done: Int64(p.bytesDone), total: Int64(p.bytesTotal), rate: p.rate))
+            }
+            try self.ledger.saveCopy(Ledger.Copy(
+                workload: self.id, device: job.device, sourceVolume: job.source, destinationVolume: job.target,
+                size: Int64(r.sourceSize), digest: r.digest, bytesCopied: Int64(r.bytesCopied), bytesZero: Int64(r.bytesZero),
+                bytesReused: Int64(r.bytesReused), bytesOnWire: Int64(r.bytesOnWire), seconds: r.seconds, verifiedAt: Date()))
+            try await self.dst.setVolumeMetadata(job.target, ["os_migrate_digest": "osm-sha256-chunked:" + r.digest])
+            return r.digest
+        }
+    }
+
+    func detach() async throws {
+        let h = try hosts()
+        for r in try ledger.resources(id, state: .created) where r.kind == "attachment" {
+            let (host, session) = r.cloud == CloudSide.src.rawValue ? (h.src, src) : (h.dst, dst)
+            try await host.detach(volumeID: r.resourceID, session: session, timeout: timeout)
+            try ledger.setState(r, .released)
+        }
+    }
+
+    func createPorts() async throws {
+        guard plan.portMode == .neutron else { return }
+        for (i, port) in plan.ports.enumerated() {
+            _ = try await ensure("dst-port:\(i)", .dst, "port") {
+                try await dst.create(Neutron.ports, try await portBody(port))
+                    .id
+            }
+        }
+    }
+
+    func portBody(_ port: WorkloadPlan.Port) async throws -> JSONObject {
+        var body: JSONObject = ["network_id": .string(try await resolver.resolve(.network, port.network))]
+        var ips: [JSONValue] = []
+        for ip in port.fixedIPs {
+            var e: JSONObject = ["ip_address": .string(ip.ip)]
+            if let s = ip.subnet { e["subnet_id"] = .string(try await resolver.resolve(.subnet, s)) }
+            ips.append(.object(e))
+        }
+        body["fixed_ips"] = .array(ips)
+        if let mac = port.macAddress { body["mac_address"] = .string(mac) }
+        if port.portSecurityEnabled == false {
+            body["port_security_enabled"] = false
+            body["security_groups"] = .array([])
+        } else {
+            var groups: [JSONValue] = []
+            for g in port.securityGroups ?? plan.securityGroups { groups.append(.string(try await resolver.resolve(.securityGroup, g))) }
+            body["security_groups"] = .array(groups)
+            if !port.allowedAddressPairs.isEmpty { body["allowed_address_pairs"] = .array(port.allowedAddressPairs) }
+        }
+        if let v = port.vnicType, v != "normal" { body["binding:vnic_type"] = .string(v) }
+        return body
+    }
+
+    func createServer() async throws {
+        let bootVolume = try plan.volumes.enumerated().first { $0.element.isBoot }.map { try destinationVolume($0.offset) }
+        let serverID = try await ensure("dst-server", .dst, "server", adopt: {
+            // A server an interrupted run created: same name, our boot volume attached.
+            guard let bootVolume else { return nil }
+            let same = try await dst.list(Nova.servers, query: [QueryItem("name", "^\(NSRegularExpression.escapedPattern(for: plan.name))$")])
+                .collect().filter { $0.name == plan.name }
+            return same.first { ($0.volumesAttached ?? []).contains { $0.id == bootVolume } }?.id
+        }) {
+            try await dst.json(APIRequest(ServiceType.compute, .POST, "/servers", body: ["server": .object(try await serverBody(bootVolume))]),
+                               key: "server")["id"]?.stringValue ?? ""
+        }
+        try ledger.setDestination(id, serverID)
+        _ = try await Waiter.wait("destination server \(plan.name)", service: ServiceType.compute, timeout: min(timeout, 900),
+                                  until: ["ACTIVE"], failOn: ["ERROR"], fetch: { try await dst.find(Nova.servers, id: serverID) },
+                                  status: { $0.status }, detail: { $0.faultMessage })
+    }
+
+    func serverBody(_ bootVolume: String?) async throws -> JSONObject {
+        var body: JSONObject = ["name": .string(plan.name), "flavorRef": .string(try await resolver.resolve(.flavor, plan.flavor))]
+        if let k = plan.keyName { body["key_name"] = .string(k) }
+        if let az = plan.availabilityZone { body["availability_zone"] = .string(az) }
+        if !plan.metadata.isEmpty { body["metadata"] = .object(plan.metadata.mapValues(JSONValue.string)) }
+        if let d = plan.description { body["description"] = .string(d) }
+        if !plan.tags.isEmpty { body["tags"] = .array(plan.tags.map(JSONValue.string)) }
+        if plan.configDrive { body["config_drive"] = true }
+        if let u = plan.userData { body["user_data"] = .string(u) }
+        var networks: [JSONValue] = []
+        switch plan.portMode {
+        case .neutron:
+            for i in plan.ports.indices {
+                guard let p = try ledger.resource(id, role: "dst-port:\(i)") else { continue }
+                networks.append(["port": .string(p.resourceID)])
+            }
+        case .nova:
+            for port in plan.ports {
+                var n: JSONObject = ["uuid": .string(try await resolver.resolve(.network, port.network))]
+                if let ip = port.fixedIPs.first?.ip { n["fixed_ip"] = .string(ip) }
+                networks.append(.object(n))
+            }
+            var groups: [JSONValue] = []
+            for g in plan.securityGroups { groups.append(["name": .string(g.name)]) }
+            if !groups.isEmpty { body["security_groups"] = .array(groups) }
+        }
+        body["networks"] = networks.isEmpty ? "none" : .array(networks)
+        var bdm: [JSONValue] = []
+        if let bootVolume {
+            bdm.append(["uuid": .string(bootVolume), "source_type": "volume", "destination_type": "volume", "boot_index": 0,
+                        "delete_on_termination": true])
+        } else if let image = plan.image {
+            let imageID = try await resolver.resolve(.image, image)
+            body["imageRef"] = .string(imageID)
+            bdm.append(["uuid": .string(imageID), "source_type": "image", "destination_type": "local", "boot_index": 0,
+                        "delete_on_termination": true])
+        }
+        for (i, v) in plan.volumes.enumerated() where !v.isBoot {
+            bdm.append(["uuid": .string(try destinationVolume(i)), "source_type": "volume", "destination_type": "volume",
+                        "boot_index": -1, "delete_on_termination": false])
+        }
+        body["block_device_mapping_v2"] = .array(bdm)
+        return body
+    }
+
+    func floatingIPs() async throws {
+        guard plan.floatingIPMode != .skip, !plan.floatingIPs.isEmpty else { return }
+        guard let serverID = try ledger.workload(id)?.destinationID else { return }
+        // The destination ports, with their fixed IPs (Nova's may take a moment to show).
+        var ports: [OpenStack.Port] = []
+        for _ in 0..<10 {
+            ports = try await dst.list(Neutron.ports, query: [QueryItem("device_id", serverID)]).collect()
+            if !ports.isEmpty { break }
+            try await Task.sleep(for: .seconds(1))
+        }
+        for (i, f) in plan.floatingIPs.enumerated() {
+            let role = "dst-fip:\(i)"
+            if try ledger.resource(id, role: role) != nil { continue }
+            let holding = ports.first { p in (p.fixedIPs ?? []).contains { $0.ipAddress == f.fixedIP } }
+            guard let port = holding ?? ports.first else {
+                throw OpenStackError(kind: .notFound, service: ServiceType.network, message: "no destination port for floating IP \(f.address ?? "?")")
+            }
+            if plan.floatingIPMode == .existing || plan.floatingIPMode == .auto, let addr = f.address {
+                let found = try await dst.list(Neutron.floatingIPs, query: [QueryItem("floating_ip_address", addr)]).collect()
+                if let fip = found.first, fip.portID == nil {
+                    try ledger.record(id, cloud: .dst, kind: "fip-association", role: role, id: fip.id)
+                    _ = try await dst.update(Neutron.floatingIPs, fip.id, ["port_id": .string(port.id)])
+                    continue
+                }
+                if plan.floatingIPMode == .existing {
+                    let why = found.isEmpty ? "does not exist in the destination" : "is attached to port \(found[0].portID ?? "?")"
+                    throw OpenStackError(kind: .notFound, service: ServiceType.network, message: "floating IP \(addr) \(why) (floating_ip_mode existing)")
+                }
+            }
+            guard let net = f.network else {
+                throw OpenStackError(kind: .notFound, service: ServiceType.network, message: "floating IP \(f.address ?? "?") has no network")
+            }
+            let netID = try await resolver.resolve(.network, net)
+            _ = try await ensure(role, .dst, "floatingip") {
+                var body: JSONObject = ["floating_network_id": .string(netID), "port_id": .string(port.id)]
+                if let fixed = f.fixedIP { body["fixed_ip_address"] = .string(fixed) }
+                if let d = f.description, !d.isEmpty { body["description"] = .string(d) }
+                return try await dst.create(Neutron.floatingIPs, body).id
+            }
+        }
+    }
+
+    /// Success: temporaries deleted, data volumes back on the source VM (which stays stopped),
+    /// everything in the destination kept.
+    func cleanupSource() async throws {
+        var problems: [String] = []
+        await undoSource(&problems)
+        if !problems.isEmpty {
+            throw OpenStackError(kind: .waitFailed, service: "cleanup", message: problems.joined(separator: "; "))
+        }
+        for r in try ledger.resources(id, state: .created) where r.cloud == CloudSide.dst.rawValue {
+            try ledger.setState(r, .kept)
+        }
+    }
+
+    // MARK: undo
+
+    /// Failure: remove everything the run created in both clouds and give the source back its
+    /// volumes. Returns what could not be undone.
+    func rollback() async -> [String] {
+        var problems: [String] = []
+        await undoDestination(&problems)
+        await undoSource(&problems)
+        try? ledger.clearCopies(id)
+        return problems
+    }
+
+    func attempt(_ what: String, _ problems: inout [String], _ op: () async throws -> Void) async {
+        do { try await op() } catch { problems.append("\(what): \(error)") }
+    }
+
+    func undoDestination(_ problems: inout [String]) async {
+        let created = (try? ledger.resources(id, state: .created)) ?? []
+        let mine = created.filter { $0.cloud == CloudSide.dst.rawValue }
+        for r in mine.reversed() {
+            switch r.kind {
+            case "floatingip":
+                await attempt("delete floating IP \(r.resourceID)", &problems) {
+                    try await dst.delete(Neutron.floatingIPs, r.resourceID)
+                    try ledger.setState(r, .released)
+                }
+            case "fip-association":
+                await attempt("release floating IP \(r.resourceID)", &problems) {
+                    _ = try await dst.update(Neutron.floatingIPs, r.resourceID, ["port_id": .null])
+                    try ledger.setState(r, .released)
+                }
+            default: continue
+            }
+        }
+        if let server = mine.first(where: { $0.kind == "server" }) {
+            await attempt("delete destination server \(server.resourceID)", &problems) {
+                try await dst.delete(Nova.servers, server.resourceID)
+                try await Waiter.waitGone("server \(server.resourceID)", service: ServiceType.compute, timeout: 600) {
+                    try await dst.find(Nova.servers, id: server.resourceID)?.status
+                }
+                try ledger.setState(server, .released)
+            }
+        }
+        for r in mine where r.kind == "port" {
+            await attempt("delete port \(r.resourceID)", &problems) {
+                try await dst.delete(Neutron.ports, r.resourceID)
+                try ledger.setState(r, .released)
+            }
+        }
+        for r in mine where r.kind == "attachment" {
+            await attempt("detach volume \(r.resourceID) from the destination conversion host", &problems) {
+                try await hosts().dst.detach(volumeID: r.resourceID, session: dst, timeout: timeout)
+                try ledger.setState(r, .released)
+            }
+        }
+        for r in mine where r.kind == "volume" {
+            await attempt("delete destination volume \(r.resourceID)", &problems) {
+                try await deleteVolume(dst, r.resourceID)
+                try ledger.setState(r, .released)
+            }
+        }
+    }
+
+    func undoSource(_ problems: inout [String]) async {
+        let created = ((try? ledger.resources(id, state: .created)) ?? []).filter { $0.cloud == CloudSide.src.rawValue }
+        for r in created where r.kind == "attachment" {
+            await attempt("detach volume \(r.resourceID) from the source conversion host", &problems) {
+                try await hosts().src.detach(volumeID: r.resourceID, session: src, timeout: timeout)
+                try ledger.setState(r, .released)
+            }
+        }
+        for r in created where r.kind == "volume" {
+            await attempt("delete temporary volume \(r.resourceID)", &problems) {
+                try await deleteVolume(src, r.resourceID)
+                try ledger.setState(r, .released)
+            }
+        }
+        for r in created where r.kind == "snapshot" {
+            await attempt("delete temporary snapshot \(r.resourceID)", &problems) {
+                try await src.delete(Cinder.snapshots, r.resourceID)
+                try await Waiter.waitGone("snapshot \(r.resourceID)", service: ServiceType.blockStorage, timeout: timeout) {
+                    try await src.find(Cinder.snapshots, id: r.resourceID)?.status
+                }
+                try ledger.setState(r, .released)
+            }
+        }
+        for r in created where r.kind == "image" {
+            await attempt("delete temporary image \(r.resourceID)", &problems) {
+                try await src.deleteImage(r.resourceID)
+                try ledger.setState(r, .released)
+            }
+        }
+        let detached = created.filter { $0.kind == "detachment" }
+            .sorted { WorkloadKind.deviceOrder($0.details["device"] ?? "") < WorkloadKind.deviceOrder($1.details["device"] ?? "") }
+        for r in detached {
+            await attempt("re-attach volume \(r.resourceID) to the source server", &problems) {
+                let server = r.details["server"] ?? plan.sourceID
+                let vol = try await src.get(Cinder.volumes, r.resourceID)
+                if !vol.attachments.contains(where: { $0.serverID == server }) {
+                    _ = try await waitVolume(src, r.resourceID, "available")
+                    try await src.attachVolume(server: server, volume: r.resourceID)
+                    _ = try await waitVolume(src, r.resourceID, "in-use")
+                }
+                try ledger.setState(r, .released)
+            }
+        }
+    }
+
+    func deleteVolume(_ s: CloudSession, _ vid: String) async throws {
+        guard let v = try await s.find(Cinder.volumes, id: vid) else { return }
+        if v.status == "in-use" || v.status == "detaching" || v.status == "attaching" {
+            _ = try await waitVolume(s, vid, "available")
+        }
+        try await s.delete(Cinder.volumes, vid)
+        try await Waiter.waitGone("volume \(vid)", service: ServiceType.blockStorage, timeout: timeout) {
+            try await s.find(Cinder.volumes, id: vid)?.status
+        }
+    }
+
+    // MARK: report
+
+    func summary() -> String {
+        let copies = (try? ledger.copies(id)) ?? []
+        let server = (try? ledger.workload(id)?.destinationID) ?? nil
+        func gib(_ b: Int64) -> String { String(format: "%.2f GiB", Double(b) / Double(1 << 30)) }
+        var s = "migrated to server \(server ?? "?")"
+        if !copies.isEmpty {
+            let size = copies.reduce(Int64(0)) { $0 + $1.size }
+            let wire = copies.reduce(Int64(0)) { $0 + $1.bytesOnWire }
+            let zero = copies.reduce(Int64(0)) { $0 + $1.bytesZero }
+            s += ": \(copies.count) volume(s), \(gib(size)) verified (\(gib(zero)) zero, \(gib(wire)) on the wire)"
+        }
+        return s
+    }
+}

@@ -1,0 +1,76 @@
+import ArgumentParser
+import Engine
+import Foundation
+import OpenStack
+import Workloads
+
+/// `os-migrate report`: what the ledger knows about the workload migrations in this data dir.
+struct ReportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Show the migration ledger: each workload's state, its verified copies and anything left to clean up.")
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        try await CommandRunner.run(common) { _ in
+            let config = try common.configuration()
+            let path = (config.dataDir as NSString).appendingPathComponent(Ledger.fileName)
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw ConfigError("\(path): no migration ledger yet (run `os-migrate import workloads` first)")
+            }
+            let ledger = try Ledger(dataDir: config.dataDir)
+            var out: [JSONValue] = []
+            let iso = ISO8601DateFormatter()
+            for w in try ledger.workloads() {
+                let copies = try ledger.copies(w.sourceID)
+                let leftovers = try ledger.resources(w.sourceID, state: .created)
+                var seconds: Double?
+                if let start = w.startedAt, let end = w.finishedAt { seconds = end.timeIntervalSince(start) }
+                var o: JSONObject = [
+                    "name": .string(w.name), "source_id": .string(w.sourceID), "state": .string(w.state.rawValue),
+                    "last_step": w.step.map(JSONValue.string) ?? .null, "attempts": .int(w.attempts),
+                    "destination_id": w.destinationID.map(JSONValue.string) ?? .null,
+                    "started_at": w.startedAt.map { .string(iso.string(from: $0)) } ?? .null,
+                    "finished_at": w.finishedAt.map { .string(iso.string(from: $0)) } ?? .null,
+                    "seconds": seconds.map(JSONValue.double) ?? .null,
+                    "error": w.error.map(JSONValue.string) ?? .null,
+                ]
+                o["copies"] = .array(copies.map { c in
+                    ["device": .string(c.device), "source_volume": .string(c.sourceVolume), "destination_volume": .string(c.destinationVolume),
+                     "size": .int(Int(c.size)), "digest": .string(c.digest), "bytes_copied": .int(Int(c.bytesCopied)),
+                     "bytes_zero": .int(Int(c.bytesZero)), "bytes_reused": .int(Int(c.bytesReused)),
+                     "bytes_on_wire": .int(Int(c.bytesOnWire)), "seconds": .double(c.seconds),
+                     "verified_at": .string(iso.string(from: c.verifiedAt))]
+                })
+                o["leftovers"] = .array(leftovers.map { r in
+                    ["cloud": .string(r.cloud), "kind": .string(r.kind), "id": .string(r.resourceID), "role": .string(r.role)]
+                })
+                out.append(.object(o))
+            }
+            if common.json {
+                printLine(JSONValue.object(["workloads": .array(out)]).jsonString())
+                return 0
+            }
+            if out.isEmpty { printLine("no workloads in the ledger") }
+            for w in out {
+                var line = "\(w["name"]!.stringValue!): \(w["state"]!.stringValue!)"
+                if let d = w["destination_id"]?.stringValue { line += ", destination server \(d)" }
+                if let s = w["seconds"]?.doubleValue { line += String(format: ", %.1f s", s) }
+                if let a = w["attempts"]?.intValue, a > 1 { line += ", attempt \(a)" }
+                if w["state"]?.stringValue == "running", let st = w["last_step"]?.stringValue { line += " (last step done: \(st))" }
+                printLine(line)
+                if let e = w["error"]?.stringValue { printLine("  error: \(e)") }
+                for c in w["copies"]?.arrayValue ?? [] {
+                    let gib = { (k: String) in String(format: "%.2f GiB", Double(c[k]?.intValue ?? 0) / 1_073_741_824) }
+                    printLine("  \(c["device"]!.stringValue!): \(gib("size")) verified, \(gib("bytes_on_wire")) on the wire, \(gib("bytes_zero")) zero, "
+                        + String(format: "%.1f s", c["seconds"]?.doubleValue ?? 0) + ", digest \(c["digest"]!.stringValue!)")
+                }
+                for l in w["leftovers"]?.arrayValue ?? [] {
+                    printLine("  to clean up: \(l["cloud"]!.stringValue!) \(l["kind"]!.stringValue!) \(l["id"]!.stringValue!) (\(l["role"]!.stringValue!))")
+                }
+            }
+            return 0
+        }
+    }
+}

@@ -1,0 +1,90 @@
+import ArgumentParser
+import DataPlane
+import Engine
+import Foundation
+import OpenStack
+import Resources
+import Workloads
+
+/// `import workloads` options.
+struct WorkloadImportOptions: ParsableArguments {
+    @Option(name: .long, help: "Workloads migrated at once.") var parallel = 2
+    @Option(name: .long, help: "Volume copies at once within a workload.") var copyParallel = 2
+    @Flag(name: .long, help: "Stop running source VMs (and wait for SHUTOFF) instead of skipping them.") var stopSource = false
+    @Option(name: .long, help: ArgumentHelp("Use destination network DST where the source used SRC (repeatable).", valueName: "src=dst"))
+    var mapNetwork: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Volume type mapping (repeatable).", valueName: "src=dst")) var mapVolumeType: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Availability zone mapping, for servers and volumes (repeatable).", valueName: "src=dst"))
+    var mapAz: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Flavor mapping (repeatable).", valueName: "src=dst")) var mapFlavor: [String] = []
+    @Option(name: .long, help: "Seconds to wait for each snapshot, volume, attachment and server.") var timeout: Double = 1800
+
+    /// The mapping flags and the vars file's `os_migrate_*_map` dicts, as `--map-name` entries.
+    func add(to names: inout NameMapping, vars: MigrationVars?) throws {
+        let groups: [(flag: String, values: [String], kind: String, varsKey: String)] = [
+            ("--map-network", mapNetwork, "networks", "os_migrate_network_map"),
+            ("--map-volume-type", mapVolumeType, "volume-types", "os_migrate_volume_type_map"),
+            ("--map-az", mapAz, "availability-zones", "os_migrate_availability_zone_map"),
+            ("--map-flavor", mapFlavor, "flavors", "os_migrate_flavor_map"),
+        ]
+        for g in groups {
+            if let map = vars?[g.varsKey] {
+                guard let o = map.objectValue else { throw ConfigError("vars file \(vars!.path): \(g.varsKey) is not a mapping") }
+                for (from, to) in o.sorted(by: { $0.key < $1.key }) {
+                    guard let t = to.stringValue else { throw ConfigError("vars file \(vars!.path): \(g.varsKey).\(from) is not a string") }
+                    try names.add(spec: "\(g.kind):\(from)=\(t)")
+                }
+            }
+            for v in g.values {
+                guard let eq = v.firstIndex(of: "="), eq != v.startIndex, v.index(after: eq) != v.endIndex else {
+                    throw ConfigError("\(g.flag) \(v): expected SRC=DST")
+                }
+                try names.add(spec: "\(g.kind):\(v)")
+            }
+        }
+    }
+}
+
+/// `import workloads`: the per-VM state machine, through the conversion hosts.
+enum WorkloadImport {
+    static func run(file: KindFile, config: RunConfiguration, transport: HTTPTransport, options: WorkloadImportOptions,
+                    names: NameMapping, filters: NameFilters, dryRun: Bool, sink: ConsoleSink) async throws -> Recap
+    {
+        let problems = Validator.check([file])
+        if !problems.isEmpty { throw ValidationFailure(problems) }
+        let src = try CloudSession(profile: try config.requireSource(), transport: transport)
+        let dst = try CloudSession(profile: try config.requireDestination(), transport: transport)
+        let srcSettings = try ConversionHostSettings.load(side: .src, vars: config.vars, dataDir: config.dataDir)
+        let dstSettings = try ConversionHostSettings.load(side: .dst, vars: config.vars, dataDir: config.dataDir)
+
+        var skipped: [ItemResult] = []
+        var records: [ResourceRecord] = []
+        for r in file.file.records {
+            if filters.admits(r, kind: WorkloadKind.self) { records.append(r) } else {
+                skipped.append(ItemResult(kind: WorkloadKind.name, name: WorkloadKind.label(r), status: .skipped,
+                                          message: "filtered out by \(WorkloadKind.filterVariable)"))
+            }
+        }
+        for s in skipped { sink.item(s) }
+        let needsHosts = records.contains { r in
+            (r.migrationParams["data_copy"]?.boolValue ?? true) && !(r.params["volumes"]?.arrayValue ?? []).isEmpty
+                || (r.migrationParams["boot_disk_copy"]?.boolValue ?? false)
+        }
+        var hosts: ConversionHostPair?
+        if needsHosts {
+            hosts = try await ConversionHosts.pair(src: srcSettings, srcSession: src, dst: dstSettings, dstSession: dst)
+        }
+        var opts = WorkloadMigrationOptions()
+        opts.dryRun = dryRun
+        opts.parallel = max(1, options.parallel)
+        opts.copyParallel = max(1, options.copyParallel)
+        opts.stopSource = options.stopSource
+        opts.timeout = options.timeout
+        opts.names = names
+        opts.conversionHostNames = [srcSettings.hostName]
+        let ledger = try Ledger(dataDir: config.dataDir)
+        let migrator = WorkloadMigrator(src: src, dst: dst, hosts: hosts, ledger: ledger, options: opts, sink: sink)
+        let results = try await migrator.run(records)
+        return Recap(skipped + results)
+    }
+}

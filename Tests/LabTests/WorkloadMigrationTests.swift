@@ -1,0 +1,195 @@
+import Engine
+import Foundation
+import OpenStack
+import Resources
+import Testing
+import TestSupport
+
+/// Issue 5 on the lab: cold migration of fake-driver VMs through two conversion hosts (Nova
+/// servers plus private sshds on loopback), with their volumes' bytes compared on the lab host.
+@Suite("Workload migration", .serialized)
+struct WorkloadMigrationTests {
+    /// A source tenant with a network, a security group and a keypair, its twin destination
+    /// tenant, and deployed conversion hosts.
+    struct Env {
+        let src: LabTenant
+        let dst: LabTenant
+        let hosts: LabConversionHosts
+        let s: CloudSession
+        let d: CloudSession
+        let network: String
+        let image: String
+
+        func run(_ args: [String], env: [String: String] = [:], timeout: Double = 900) async throws -> (exitCode: Int32, stdout: String, stderr: String) {
+            try await CLIRunner.run(args + ["--vars", hosts.varsFile], env: env, timeout: timeout)
+        }
+
+        var workloadsPath: String { hosts.dataDir + "/workloads.yml" }
+
+        /// Change a workload's record in workloads.yml.
+        func edit(_ name: String, _ change: (inout ResourceRecord) -> Void) throws {
+            var f = try ResourceFile.load(workloadsPath)
+            guard let i = f.records.firstIndex(where: { $0.name == name }) else { throw TestFailure("no workload \(name)") }
+            change(&f.records[i])
+            try f.write()
+        }
+    }
+
+    static func withEnv(_ tag: String, _ body: (Env) async throws -> Void) async throws {
+        try await LabTenant.with(tag + "s") { src in
+            try await LabTenant.with(tag + "d") { dst in
+                let hosts = try LabConversionHosts.make(src: src, dst: dst)
+                defer { hosts.stop() }
+                let s = try src.session()
+                let d = try dst.session()
+                let net = try await s.create(Neutron.networks, ["name": "app-net"])
+                _ = try await s.create(Neutron.subnets, ["name": "app-subnet", "network_id": .string(net.id), "ip_version": 4,
+                                                         "cidr": "10.60.0.0/24"])
+                let sg = try await s.create(Neutron.securityGroups, ["name": "app-sg", "description": "app"])
+                _ = try await s.create(Neutron.securityGroupRules, ["security_group_id": .string(sg.id), "direction": "ingress",
+                                                                    "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 22,
+                                                                    "port_range_max": 22])
+                let pub = try String(contentsOfFile: hosts.keyFile + ".pub", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                _ = try await s.createKeypair(name: "app-key", publicKey: pub, type: "ssh", userID: nil)
+                let image = try #require(try await s.named(Glance.images, "oslab-image").first).id
+                let deploy = try await CLIRunner.run(["conversion-hosts", "deploy", "--vars", hosts.varsFile], timeout: 900)
+                try #require(deploy.exitCode == 0, "deploy failed: \(deploy.stderr)\(deploy.stdout)")
+                try await body(Env(src: src, dst: dst, hosts: hosts, s: s, d: d, network: net.id, image: image))
+            }
+        }
+    }
+
+    /// Export the pre-workload resources and the workloads, import the former.
+    static func prepare(_ env: Env) async throws {
+        let exp = try await env.run(["export", "networks", "subnets", "security-groups", "security-group-rules", "keypairs", "workloads"])
+        try #require(exp.exitCode == 0, "export failed: \(exp.stderr)")
+        let imp = try await env.run(["import", "networks", "subnets", "security-groups", "security-group-rules", "keypairs"])
+        try #require(imp.exitCode == 0, "import failed: \(imp.stderr)\(imp.stdout)")
+    }
+
+    static func item(_ stdout: String, _ name: String) -> JSONValue? {
+        stdout.split(separator: "\n").compactMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+            .last { $0["event"]?.stringValue == "item" && $0["kind"]?.stringValue == "workloads" && $0["name"]?.stringValue == name }
+    }
+
+    @Test("boot-from-volume and re-imaged VMs move with byte-identical volumes; a rerun changes nothing")
+    func coldMigration() async throws {
+        try await Self.withEnv("wl") { env in
+            let s = env.s, d = env.d
+            let boot = try await WorkloadLab.volume(s, name: "bfv-root", image: env.image)
+            let d1 = try await WorkloadLab.volume(s, name: "bfv-data1", size: 1)
+            let d2 = try await WorkloadLab.volume(s, name: "bfv-data2", size: 2)
+            let d3 = try await WorkloadLab.volume(s, name: "img-data1", size: 1)
+            try WorkloadLab.fill(d1.id, seed: 1, offsetMiB: 0, count: 3)
+            try WorkloadLab.fill(d1.id, seed: 2, offsetMiB: 700, count: 1)
+            try WorkloadLab.fill(d2.id, seed: 3, offsetMiB: 0, count: 8)
+            try WorkloadLab.fill(d2.id, seed: 4, offsetMiB: 2000, count: 2)
+            try WorkloadLab.fill(d3.id, seed: 5, offsetMiB: 10, count: 1)
+            let vmBFV = try await WorkloadLab.server(s, name: "vm-bfv", network: env.network, securityGroup: "app-sg", key: "app-key",
+                                                     bootVolume: boot.id, image: nil, data: [d1.id, d2.id], flavor: "1")
+            let vmImg = try await WorkloadLab.server(s, name: "vm-img", network: env.network, securityGroup: "app-sg", key: "app-key",
+                                                     bootVolume: nil, image: env.image, data: [d3.id], flavor: "1")
+            _ = try await WorkloadLab.server(s, name: "vm-running", network: env.network, securityGroup: "app-sg", key: "app-key",
+                                             bootVolume: nil, image: env.image, data: [], flavor: "1")
+            for vm in [vmBFV, vmImg] {
+                try await s.stopServer(vm)
+                try await WorkloadLab.waitServer(s, vm, "SHUTOFF")
+            }
+            try await Self.prepare(env)
+            let yaml = try String(contentsOfFile: env.workloadsPath, encoding: .utf8)
+            #expect(yaml.contains("name: vm-bfv") && yaml.contains("name: vm-img") && yaml.contains("name: vm-running"))
+            #expect(!yaml.contains("os_migrate_conv_src"), "the source conversion host was exported as a workload")
+            try env.edit("vm-bfv") { $0.migrationParams["port_creation_mode"] = "neutron" }
+
+            let run = try await env.run(["import", "workloads", "--json"])
+            #expect(run.exitCode == 0, "\(run.stderr)\n\(run.stdout)")
+            #expect(Self.item(run.stdout, "vm-bfv")?["status"]?.stringValue == "changed", "\(run.stdout)")
+            #expect(Self.item(run.stdout, "vm-img")?["status"]?.stringValue == "changed", "\(run.stdout)")
+            #expect(Self.item(run.stdout, "vm-running")?["status"]?.stringValue == "skipped")
+            #expect(Self.item(run.stdout, "vm-running")?["message"]?.stringValue == "source is ACTIVE: stop it or pass --stop-source")
+
+            // The destination servers, field by field against the source.
+            for name in ["vm-bfv", "vm-img"] {
+                let source = try #require(try await s.named(Nova.servers, name).first)
+                let target = try #require(try await d.named(Nova.servers, name).first)
+                #expect(target.flavor?.originalName == source.flavor?.originalName)
+                #expect(target.keyName == "app-key")
+                #expect(target.metadata == source.metadata)
+                #expect(try await d.serverSecurityGroupNames(target.id) == ["app-sg"])
+                let sp = try await s.list(Neutron.ports, query: [QueryItem("device_id", source.id)]).collect()
+                let dp = try await d.list(Neutron.ports, query: [QueryItem("device_id", target.id)]).collect()
+                #expect(sp.map { $0.fixedIPs?.map(\.ipAddress) ?? [] } == dp.map { $0.fixedIPs?.map(\.ipAddress) ?? [] })
+                if name == "vm-bfv" { #expect(sp.map(\.macAddress) == dp.map(\.macAddress), "neutron mode keeps the MAC") }
+                // Volumes in device order, byte-identical.
+                let sa = try await s.volumeAttachments(server: source.id).sorted { ($0.device ?? "") < ($1.device ?? "") }
+                let da = try await d.volumeAttachments(server: target.id).sorted { ($0.device ?? "") < ($1.device ?? "") }
+                #expect(sa.count == da.count)
+                for (a, b) in zip(sa, da) {
+                    let sv = try await s.get(Cinder.volumes, a.volumeID), dv = try await d.get(Cinder.volumes, b.volumeID)
+                    #expect(sv.name == dv.name && sv.size == dv.size && sv.bootable == dv.bootable)
+                    #expect(try WorkloadLab.identical(sv.id, dv.id), "\(name) \(a.device ?? ""): volumes differ")
+                    #expect(dv.metadata?["os_migrate_digest"]?.hasPrefix("osm-sha256-chunked:") == true)
+                }
+                if name == "vm-img" { #expect(target.imageID == env.image) }
+                // The source is as it was: stopped, its data volumes back.
+                #expect(try await s.get(Nova.servers, source.id).status == "SHUTOFF")
+            }
+            #expect(try await s.get(Cinder.volumes, d1.id).attachments.first?.serverID == vmBFV)
+            #expect(try await s.get(Cinder.volumes, d2.id).attachments.first?.serverID == vmBFV)
+            #expect(try await s.get(Cinder.volumes, d3.id).attachments.first?.serverID == vmImg)
+            // No temporaries left in the source.
+            #expect(try await s.list(Cinder.snapshots).collect().isEmpty)
+            #expect(try await s.list(Cinder.volumes).collect().filter { $0.name.hasPrefix("os-migrate-") }.isEmpty)
+
+            // Rerun: everything ok, nothing copied or created.
+            let inventory = try await WorkloadLab.inventory(d)
+            let again = try await env.run(["import", "workloads", "--json"])
+            #expect(again.exitCode == 0)
+            #expect(Self.item(again.stdout, "vm-bfv")?["status"]?.stringValue == "ok")
+            #expect(Self.item(again.stdout, "vm-img")?["status"]?.stringValue == "ok")
+            #expect(try await WorkloadLab.inventory(d) == inventory)
+            let report = try await env.run(["report", "--json"])
+            let doc = try JSONDecoder().decode(JSONValue.self, from: Data(report.stdout.utf8))
+            let states = (doc["workloads"]?.arrayValue ?? []).map { "\($0["name"]!.stringValue!)=\($0["state"]!.stringValue!)" }.sorted()
+            #expect(states == ["vm-bfv=done", "vm-img=done"])
+            let copies = (doc["workloads"]?.arrayValue ?? []).flatMap { $0["copies"]?.arrayValue ?? [] }
+            #expect(copies.count == 4)
+        }
+    }
+
+    @Test("a failure at server creation leaves both clouds clean; a missing network fails before any data moves")
+    func failureIsCleanedUp() async throws {
+        try await Self.withEnv("wlf") { env in
+            let s = env.s, d = env.d
+            let boot = try await WorkloadLab.volume(s, name: "f-root", image: env.image)
+            let data = try await WorkloadLab.volume(s, name: "f-data", size: 1)
+            try WorkloadLab.fill(data.id, seed: 9, offsetMiB: 0, count: 2)
+            let vm = try await WorkloadLab.server(s, name: "vm-fail", network: env.network, securityGroup: "app-sg", key: "app-key",
+                                                  bootVolume: boot.id, image: nil, data: [data.id], flavor: "1")
+            try await s.stopServer(vm)
+            try await WorkloadLab.waitServer(s, vm, "SHUTOFF")
+            try await Self.prepare(env)
+            let srcBefore = try await WorkloadLab.inventory(s)
+            let dstBefore = try await WorkloadLab.inventory(d)
+
+            let failed = try await env.run(["import", "workloads", "--json"], env: ["OSM_FAIL_AT": "server"])
+            #expect(failed.exitCode == 1)
+            let msg = Self.item(failed.stdout, "vm-fail")?["message"]?.stringValue ?? ""
+            #expect(msg.hasPrefix("test: injected failure at step server (OSM_FAIL_AT); everything it created was removed"), "\(msg)")
+            #expect(try await WorkloadLab.inventory(s) == srcBefore)
+            #expect(try await WorkloadLab.inventory(d) == dstBefore)
+            #expect(try await s.get(Cinder.volumes, data.id).attachments.first?.serverID == vm)
+
+            // The destination loses the workload's network: the prerequisite step says so, nothing moves.
+            let dnet = try #require(try await d.named(Neutron.networks, "app-net").first)
+            try await d.delete(Neutron.networks, dnet.id, ignoreMissing: false)
+            let noNet = try await env.run(["import", "workloads", "--json"])
+            #expect(noNet.exitCode == 1)
+            let m2 = Self.item(noNet.stdout, "vm-fail")?["message"]?.stringValue ?? ""
+            #expect(m2.hasPrefix("prerequisites not met in the destination: ports[0] network: network 'app-net' not found in the destination"), "\(m2)")
+            let dstNow = try await WorkloadLab.inventory(d)
+            #expect(dstNow.filter { $0.hasPrefix("volume") }.isEmpty, "no destination volume may be created: \(dstNow)")
+            #expect(try await WorkloadLab.inventory(s) == srcBefore)
+        }
+    }
+}
