@@ -91,7 +91,7 @@ struct WorkloadPlanTests {
     }
 
     @Test func novaModeRefusesPortsWithSeveralAddresses() throws {
-        var r = Self.record(volumes: [])
+        var r = Self.record(image: ["name": "cirros"], volumes: [])
         var ports = r.params["ports"]!.arrayValue!
         var pp = ports[0]["params"]!.objectValue!
         pp["fixed_ips_refs"] = [["ip_address": "10.0.0.5"], ["ip_address": "10.0.0.6"]]
@@ -105,7 +105,7 @@ struct WorkloadPlanTests {
     }
 
     @Test func validationNamesTheField() {
-        var r = Self.record(volumes: [])
+        var r = Self.record(image: ["name": "cirros"], volumes: [])
         r.migrationParams["floating_ip_mode"] = "sometimes"
         r.migrationParams["data_copy"] = "yes"
         #expect(WorkloadKind.validate(r) == [
