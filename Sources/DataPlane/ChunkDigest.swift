@@ -155,7 +155,8 @@ public struct BlockMask: Sendable, Equatable {
 
     public init(count: Int, allSet: Bool = false) {
         self.count = count
-        words = Array(repeating: allSet ? ~0 : 0, count: (count + 63) / 64)
+        words = Array(repeating: 0, count: (count + 63) / 64)
+        if allSet { for i in 0..<count { self[i] = true } }  // keep bits past `count` clear (==)
     }
 
     public subscript(i: Int) -> Bool {

@@ -86,7 +86,7 @@ final class CopySession: @unchecked Sendable {
         config.mode = mode
         config.chunkSize = request.chunkSize
         config.streams = request.streams
-        if let w = request.workers { config.workers = max(w, 1) }
+        config.workers = request.workers.map { max($0, 1) }
         config.targetIsZero = request.targetIsZero
         config.stateDirectory = request.useState ? (request.stateDirectory ?? defaultStateDirectory()) : nil
         config.compress = request.compress
@@ -199,7 +199,7 @@ final class CopySession: @unchecked Sendable {
 /// The volume digest of a local file or block device (same scheme as the copy), computed with
 /// `workers` threads. Holes are not read.
 public func localVolumeDigest(path: String, chunkSize: Int = VolumeGeometry.defaultChunkSize,
-                              workers: Int = min(max(processorCount(), 2), 8)) throws -> (digest: String, size: UInt64) {
+                              workers: Int = defaultWorkerCount()) throws -> (digest: String, size: UInt64) {
     let volume: VolumeHandle
     do {
         volume = try VolumeHandle.open(path, writable: false)

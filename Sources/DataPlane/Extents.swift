@@ -65,10 +65,54 @@ public enum ExtentPlanner {
         return out
     }
 
+    /// The parts of chunk [offset, offset+length) that may hold data, as block-aligned byte ranges
+    /// relative to the chunk (merged, in order). `extents` must be sorted and non-overlapping (as
+    /// SEEK_DATA/SEEK_HOLE gives them); nil means everything may be data.
+    public static func dataRanges(inChunkAt offset: UInt64, length: Int, extents: [Extent]?) -> [Range<Int>] {
+        guard let extents else { return length > 0 ? [0..<length] : [] }
+        let end = offset + UInt64(length)
+        let bs = UInt64(VolumeGeometry.blockSize)
+        // First extent that ends after the chunk starts.
+        var lo = 0, hi = extents.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if extents[mid].end <= offset { lo = mid + 1 } else { hi = mid }
+        }
+        var out: [Range<Int>] = []
+        var i = lo
+        while i < extents.count && extents[i].offset < end {
+            let s = max(extents[i].offset, offset) - offset
+            let e = min(extents[i].end, end) - offset
+            let a = Int(s / bs * bs)
+            let b = Int(min((e + bs - 1) / bs * bs, UInt64(length)))
+            if let last = out.last, a <= last.upperBound {
+                out[out.count - 1] = last.lowerBound..<max(last.upperBound, b)
+            } else if a < b {
+                out.append(a..<b)
+            }
+            i += 1
+        }
+        return out
+    }
+
     /// Which blocks of a chunk buffer are all zeros.
-    public static func zeroBlocks(of buffer: UnsafeRawBufferPointer) -> BlockMask {
+    /// `dataRanges` (block-aligned) limits the scan: blocks outside them are zero by construction.
+    public static func zeroBlocks(of buffer: UnsafeRawBufferPointer, dataRanges: [Range<Int>]? = nil) -> BlockMask {
         let bs = VolumeGeometry.blockSize
         let blocks = VolumeGeometry.blockCount(chunkLength: buffer.count)
+        if let dataRanges {
+            var mask = BlockMask(count: blocks, allSet: true)
+            for r in dataRanges {
+                var b = r.lowerBound / bs
+                while b * bs < r.upperBound {
+                    let start = b * bs
+                    let end = min(start + bs, buffer.count)
+                    mask[b] = isAllZero(UnsafeRawBufferPointer(rebasing: buffer[start..<end]))
+                    b += 1
+                }
+            }
+            return mask
+        }
         var mask = BlockMask(count: blocks)
         for b in 0..<blocks {
             let start = b * bs

@@ -200,6 +200,11 @@ final class VolumeHandle: @unchecked Sendable {
         }
     }
 
+    /// An exclusive advisory lock, so two copies never write the same target at once.
+    func lockExclusive() -> Bool {
+        flock(fd, LOCK_EX | LOCK_NB) == 0
+    }
+
     func syncData() throws {
         if fdatasync(fd) != 0 { throw SystemCallError(call: "fdatasync", path: path, errno: errno) }
     }
@@ -278,6 +283,9 @@ func monotonicSeconds() -> Double {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
+
+/// Default hashing/writing threads of an agent: the cores, at least 2, at most 8.
+public func defaultWorkerCount() -> Int { min(max(processorCount(), 2), 8) }
 
 public func processorCount() -> Int {
     let n = sysconf(Int32(_SC_NPROCESSORS_ONLN))

@@ -11,7 +11,8 @@ struct ReceiverConfig: Sendable {
     var mode: CopyMode = .copy
     var chunkSize = VolumeGeometry.defaultChunkSize
     var streams = 1
-    var workers = min(max(processorCount(), 2), 8)
+    /// nil: each agent uses its own core count.
+    var workers: Int?
     var targetIsZero = false
     /// nil: no chunk map.
     var stateDirectory: String?
@@ -169,7 +170,7 @@ final class ReceiveSession: @unchecked Sendable {
         result.sourceSize = sourceSize
         cond.unlock()
 
-        let workerCount = max(config.workers, 1)
+        let workerCount = max(config.workers ?? defaultWorkerCount(), 1)
         let buffers = BufferPool(bufferSize: geometry.chunkSize, limit: workerCount + 2 * streams.count)
         cond.lock()
         pool = buffers
@@ -265,7 +266,9 @@ final class ReceiveSession: @unchecked Sendable {
         }
         r.digest = scheme.volumeDigest(digests).hex
         if config.mode == .verify {
-            r.verified = allMatch && r.chunksDiffering == 0
+            let sameSize = target.kind == .blockDevice || target.size == geometry.size
+            if !sameSize { log("destination \(config.target) is \(target.size) bytes, the source \(geometry.size)") }
+            r.verified = allMatch && r.chunksDiffering == 0 && sameSize
             if !r.verified, r.chunksDiffering == 0 { r.chunksDiffering = max(r.chunksDiffering, 1) }
             _ = firstDiff
             return r
@@ -354,11 +357,16 @@ final class ReceiveSession: @unchecked Sendable {
             guard fmt == S_IFREG || fmt == S_IFBLK else {
                 throw DataPlaneError("destination \(path): not a regular file or block device", kind: .usage)
             }
+            let handle: VolumeHandle
             do {
-                return try VolumeHandle.open(path, writable: config.mode != .verify)
+                handle = try VolumeHandle.open(path, writable: config.mode != .verify)
             } catch {
                 throw describeTarget(error)
             }
+            if config.mode != .verify && !handle.lockExclusive() {
+                throw DataPlaneError("destination \(path) is in use by another copy", kind: .other)
+            }
+            return handle
         }
         let e = errno
         if e != ENOENT || config.mode == .verify || path.hasPrefix("/dev/") {
@@ -395,6 +403,7 @@ final class ReceiveSession: @unchecked Sendable {
         } else {
             do {
                 target = try VolumeHandle.create(config.target)
+                _ = target.lockExclusive()
                 try target.truncate(to: sourceSize)
             } catch {
                 throw describeTarget(error)

@@ -164,6 +164,9 @@ public enum Sender {
     /// Runs the sender on `input`/`output`; returns the process exit status.
     public static func run(path: String, input: Int32 = 0, output: Int32 = 1) -> Int32 {
         signal(SIGPIPE, SIG_IGN)
+        // sshd hands the session 64 KiB pipes; bigger ones mean fewer wake-ups per chunk.
+        enlargePipe(output)
+        enlargePipe(input)
         let writer = FrameWriter(fd: output)
         let reader = FrameReader(fd: input)
         do {
@@ -209,7 +212,7 @@ public enum Sender {
             }
             let session = SendSession(volume: volume, geometry: geometry, mode: peer.mode ?? .copy,
                                       stream: peer.stream ?? 0, streams: max(peer.streams ?? 1, 1),
-                                      workers: peer.workers ?? min(max(processorCount(), 2), 8),
+                                      workers: peer.workers ?? defaultWorkerCount(),
                                       have: have, reader: reader, writer: writer)
             try session.run()
             return 0
@@ -248,6 +251,8 @@ final class SendSession: @unchecked Sendable {
     private var failure: Error?
     private var digests: [ChunkDigest]
     private var summary = StreamSummary(streamDigest: "")
+    /// Data extents of the source (files), nil when unknown (block devices).
+    private var extents: [Extent]?
 
     init(volume: VolumeHandle, geometry: VolumeGeometry, mode: CopyMode, stream: Int, streams: Int, workers: Int,
          have: [Int: ChunkDigest], reader: FrameReader, writer: FrameWriter) {
@@ -267,7 +272,8 @@ final class SendSession: @unchecked Sendable {
     func run() throws {
         volume.adviseSequential()
         let subset = geometry.chunks(ofStream: stream, streams: streams)
-        let hasData = ExtentPlanner.chunksWithData(extents: volume.dataExtents(), geometry: geometry)
+        extents = volume.dataExtents()
+        let hasData = ExtentPlanner.chunksWithData(extents: extents, geometry: geometry)
         // Holes: known zeros, sent as ranges without reading.
         for run in ExtentPlanner.runs(in: subset, where: { !hasData[$0] }) {
             try writer.send(.zeroRange(first: run.first, count: run.count))
@@ -392,9 +398,18 @@ final class SendSession: @unchecked Sendable {
 
     private func process(_ index: Int, repair: Bool, buffer: AlignedBuffer) throws {
         let length = geometry.chunkLength(index)
-        try volume.read(into: buffer.pointer, count: length, at: geometry.chunkOffset(index))
+        let base = geometry.chunkOffset(index)
+        // Read only the parts that may hold data; holes inside the chunk are zeros by construction.
+        let ranges = ExtentPlanner.dataRanges(inChunkAt: base, length: length, extents: extents)
+        var pos = 0
+        for r in ranges {
+            if r.lowerBound > pos { memset(buffer.pointer + pos, 0, r.lowerBound - pos) }
+            try volume.read(into: buffer.pointer + r.lowerBound, count: r.count, at: base + UInt64(r.lowerBound))
+            pos = r.upperBound
+        }
+        if pos < length { memset(buffer.pointer + pos, 0, length - pos) }
         let bytes = UnsafeRawBufferPointer(start: buffer.pointer, count: length)
-        let zeroMask = ExtentPlanner.zeroBlocks(of: bytes)
+        let zeroMask = ExtentPlanner.zeroBlocks(of: bytes, dataRanges: extents == nil ? nil : ranges)
         let allZero = zeroMask.setCount == zeroMask.count
         var digest: ChunkDigest? = nil
         if mode != .unverified {

@@ -266,6 +266,25 @@ struct CopyEndToEndTests {
         #expect(d.stdout.hasPrefix(try localVolumeDigest(path: src).digest))
     }
 
+    @Test("an empty (0-byte) source, and a target already being written by another copy")
+    func zeroLengthAndLock() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
+        FileManager.default.createFile(atPath: src, contents: Data())
+        let run = try await h.copy(h.remote(src), dst)
+        #expect(run.exitCode == 0, "\(run)")
+        #expect(run.result?.sourceSize == 0)
+        #expect(try sameBytes(src, dst))
+        // Hold the lock another copy would hold.
+        try DiskKind.empty.make(src)
+        let fd = open(dst, O_RDWR)
+        defer { close(fd) }
+        #expect(flock(fd, LOCK_EX) == 0)
+        let busy = try await h.copy(h.remote(src), dst)
+        #expect(busy.exitCode == 1, "\(busy)")
+        #expect(busy.stderr == "os-migrate: error: destination \(dst) is in use by another copy\n")
+    }
+
     // MARK: errors: one clear line, non-zero exit, nothing written
 
     @Test("ssh failing to connect")

@@ -103,6 +103,25 @@ struct UnitTests {
         #expect(ExtentPlanner.chunksWithData(extents: [], geometry: g) == Array(repeating: false, count: 8))
     }
 
+    @Test("data ranges inside a chunk are block-aligned, clipped and merged")
+    func dataRanges() {
+        let c = UInt64(chunk)
+        let extents = [Extent(offset: 10, length: 5), Extent(offset: 70000, length: 100),  // blocks 0 and 1
+                       Extent(offset: c + 65536 * 3 + 1, length: 65536),                    // chunk 1 blocks 3-4
+                       Extent(offset: 2 * c - 100, length: 200)]                            // straddles chunks 1|2
+        #expect(ExtentPlanner.dataRanges(inChunkAt: 0, length: chunk, extents: extents) == [0..<131072])
+        #expect(ExtentPlanner.dataRanges(inChunkAt: c, length: chunk, extents: extents)
+                == [(3 * 65536)..<(5 * 65536), (chunk - 65536)..<chunk])
+        #expect(ExtentPlanner.dataRanges(inChunkAt: 2 * c, length: 1000, extents: extents) == [0..<1000])
+        #expect(ExtentPlanner.dataRanges(inChunkAt: 3 * c, length: chunk, extents: extents) == [])
+        #expect(ExtentPlanner.dataRanges(inChunkAt: 0, length: chunk, extents: nil) == [0..<chunk])
+        // Blocks outside the ranges are zero without being scanned.
+        var buf = [UInt8](repeating: 0, count: 4 * 65536)
+        buf[65536 * 2 + 3] = 1
+        let mask = buf.withUnsafeBytes { ExtentPlanner.zeroBlocks(of: $0, dataRanges: [65536..<(3 * 65536)]) }
+        #expect((0..<4).map { mask[$0] } == [true, true, false, true])
+    }
+
     @Test("runs are computed inside a stream's interleaved subset")
     func runs() {
         let holes: Set<Int> = [0, 2, 4, 5, 6, 9]
