@@ -64,6 +64,9 @@ public protocol ResourceKind: Sendable {
 
     /// The order to import records in (parents before children); default: as in the file.
     static func importOrder(_ records: [ResourceRecord]) -> [ResourceRecord]
+
+    /// Imported by the generic engine (`import all` includes it); workloads are not.
+    static var importedByEngine: Bool { get }
 }
 
 extension ResourceKind {
