@@ -168,7 +168,7 @@ final class ChildProcess: @unchecked Sendable {
 
     /// Last non-empty stderr line, without ssh's noise.
     func lastStderrLine() -> String? {
-        stderrText().split(separator: "\n").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        stderrText().split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
             .filter { !$0.isEmpty }.last
     }
 

@@ -90,6 +90,7 @@ final class CopySession: @unchecked Sendable {
         config.targetIsZero = request.targetIsZero
         config.stateDirectory = request.useState ? (request.stateDirectory ?? defaultStateDirectory()) : nil
         config.compress = request.compress
+        config.nbdFallback = request.nbdFallback
         config.hooks = request.testHooks
         let session = ReceiveSession(config: config, progress: progress, log: log)
         lock.lock()
@@ -123,6 +124,7 @@ final class CopySession: @unchecked Sendable {
         if request.verifyOnly { args.append("--verify-only") }
         if request.unverified { args.append("--no-verify") }
         if request.compress { args.append("--compress") }
+        if request.nbdFallback { args.append("--nbd-fallback") }
         if !request.useState { args.append("--no-state") }
         if let d = request.stateDirectory { args += ["--state-dir", d] }
         let h = request.testHooks

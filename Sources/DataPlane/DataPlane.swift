@@ -76,6 +76,9 @@ public struct CopyRequest: Sendable {
     public var unverified = false
     /// ssh compression (`Compression=yes`); only worth it on slow links.
     public var compress = false
+    /// Fallback when the agent cannot run on the source host: read the source through
+    /// `qemu-nbd --read-only` there, over an `ssh -L` tunnel (unix sockets on both ends).
+    public var nbdFallback = false
     /// Directory for the destination's chunk maps (on the destination host). nil = default
     /// (`$XDG_STATE_HOME/os-migrate/dataplane` or `~/.local/state/os-migrate/dataplane`).
     public var stateDirectory: String?

@@ -17,6 +17,8 @@ struct ReceiverConfig: Sendable {
     /// nil: no chunk map.
     var stateDirectory: String?
     var compress = false
+    /// Read the source through qemu-nbd + ssh -L instead of running the agent on the source host.
+    var nbdFallback = false
     var agentExecutable: String
     var hooks = TestHooks()
 }
@@ -66,6 +68,7 @@ final class ReceiveSession: @unchecked Sendable {
     private var result = CopyResult()
     private var firstDifference: Int?
 
+    private var nbdTunnel: NBDTunnel?
     private let queue = BlockingQueue<Job>()
     private var pool: BufferPool!
     private let startTime = monotonicSeconds()
@@ -133,6 +136,11 @@ final class ReceiveSession: @unchecked Sendable {
             throw e
         }
         defer { shutdownStreams() }
+        if config.nbdFallback, let ep = config.source.endpoint {
+            let t = try NBDTunnel(endpoint: ep, path: config.source.path, compress: config.compress)
+            nbdTunnel = t
+        }
+        defer { nbdTunnel?.stop() }
         // Stream 0 first (it may deploy the agent), then the others.
         let first = try launch(stream: 0)
         try register(first)
@@ -430,7 +438,7 @@ final class ReceiveSession: @unchecked Sendable {
     // MARK: streams
 
     private func senderArguments() -> [String] {
-        ["agent", "send", config.source.path]
+        ["agent", "send", nbdTunnel?.uri ?? config.source.path]
     }
 
     private func launch(stream index: Int) throws -> PeerStream {
@@ -439,7 +447,7 @@ final class ReceiveSession: @unchecked Sendable {
         while true {
             let argv: [String]
             var buildID: String? = nil
-            if let ep = config.source.endpoint {
+            if let ep = config.source.endpoint, nbdTunnel == nil {
                 if ep.remoteCommand == nil { buildID = try RemoteAgent.buildID(executable: config.agentExecutable) }
                 argv = ep.sshArguments(compress: config.compress) + [RemoteAgent.command(ep, args: senderArguments(), buildID: buildID)]
             } else {

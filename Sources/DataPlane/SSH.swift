@@ -71,6 +71,11 @@ public struct VolumeLocation: Sendable, Hashable, Codable, CustomStringConvertib
     /// Parses `[user@]host:path` (scp style; `[v6addr]:path` too). A spec whose part before the first
     /// colon contains a `/` is a local path.
     public static func parse(_ spec: String) throws -> VolumeLocation {
+        if spec.hasPrefix("nbd://") || spec.hasPrefix("nbd+unix://") {
+            // An NBD export read by a sender running here (the qemu-nbd fallback).
+            guard NBDAddress.parse(spec) != nil else { throw DataPlaneError("invalid NBD URI \(spec)", kind: .usage) }
+            return VolumeLocation(endpoint: nil, path: spec)
+        }
         if spec.hasPrefix("[") {
             guard let close = spec.firstIndex(of: "]"), spec[spec.index(after: close)...].hasPrefix(":") else {
                 throw DataPlaneError("invalid location \(spec): expected [host]:path", kind: .usage)

@@ -170,9 +170,13 @@ public enum Sender {
         let writer = FrameWriter(fd: output)
         let reader = FrameReader(fd: input)
         do {
-            let volume: VolumeHandle
+            let volume: SourceVolume
             do {
-                volume = try VolumeHandle.open(path, writable: false)
+                if let nbd = NBDAddress.parse(path) {
+                    volume = try NBDSource(nbd)
+                } else {
+                    volume = try VolumeHandle.open(path, writable: false)
+                }
             } catch let e as SystemCallError {
                 try? writer.send(.error(DataPlaneError.from(errno: e.errno, errnoString(e.errno))))
                 return 1
@@ -230,7 +234,7 @@ public enum Sender {
 }
 
 final class SendSession: @unchecked Sendable {
-    let volume: VolumeHandle
+    let volume: SourceVolume
     let geometry: VolumeGeometry
     let scheme: DigestScheme
     let mode: CopyMode
@@ -254,7 +258,7 @@ final class SendSession: @unchecked Sendable {
     /// Data extents of the source (files), nil when unknown (block devices).
     private var extents: [Extent]?
 
-    init(volume: VolumeHandle, geometry: VolumeGeometry, mode: CopyMode, stream: Int, streams: Int, workers: Int,
+    init(volume: SourceVolume, geometry: VolumeGeometry, mode: CopyMode, stream: Int, streams: Int, workers: Int,
          have: [Int: ChunkDigest], reader: FrameReader, writer: FrameWriter) {
         self.volume = volume
         self.geometry = geometry

@@ -57,6 +57,9 @@ struct TransferOptions: ParsableArguments {
     @Flag(help: "Use ssh compression (only worth it on slow links).")
     var compress = false
 
+    @Flag(name: .customLong("nbd-fallback"), help: "Read the source through `qemu-nbd --read-only` over an ssh tunnel instead of running the agent on the source host.")
+    var nbdFallback = false
+
     @Option(name: .customLong("state-dir"), help: ArgumentHelp("Directory of the destination's chunk maps, on the destination host (default ~/.local/state/os-migrate/dataplane).", valueName: "DIR"))
     var stateDirectory: String?
 
@@ -83,6 +86,7 @@ struct TransferOptions: ParsableArguments {
         r.verifyOnly = verifyOnly
         r.unverified = noVerify
         r.compress = compress
+        r.nbdFallback = nbdFallback
         r.stateDirectory = stateDirectory
         r.useState = !noState
         var hooks = TestHooks()

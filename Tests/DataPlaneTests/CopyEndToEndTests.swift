@@ -222,6 +222,24 @@ struct CopyEndToEndTests {
         #expect(try sameBytes(src, dst3))
     }
 
+    @Test("fallback: the source read through qemu-nbd --read-only over ssh -L, no agent on the source")
+    func nbdFallback() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
+        try DiskKind.explicitZeros.make(src)
+        let data = try nonZeroBlockBytes(src)
+        let run = try await h.copy(h.remote(src), dst, ["--nbd-fallback"])
+        #expect(run.exitCode == 0, "\(run)")
+        #expect(try sameBytes(src, dst))
+        #expect(run.result?.bytesCopied == data)
+        #expect(run.result?.digest == (try localVolumeDigest(path: src).digest))
+        // Errors stay one clear line.
+        let missing = try await h.copy(h.remote("/dev/osm-no-such-disk"), h.scratch.file("x.img"), ["--nbd-fallback"])
+        #expect(missing.exitCode == 1, "\(missing)")
+        #expect(missing.stderr == "os-migrate: error: source root@127.0.0.1:/dev/osm-no-such-disk: No such file or directory\n", "\(missing)")
+        #expect(!FileManager.default.fileExists(atPath: h.scratch.file("x.img")))
+    }
+
     @Test("the agent is copied to the remote host when missing, then reused")
     func deploysAgent() async throws {
         let h = try Harness()

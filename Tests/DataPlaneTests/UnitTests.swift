@@ -300,6 +300,17 @@ struct UnitTests {
         #expect(shellQuote("/dev/vdb") == "/dev/vdb")
     }
 
+    @Test("NBD URIs")
+    func nbdURIs() throws {
+        #expect(NBDAddress.parse("nbd://127.0.0.1:10810") == NBDAddress(host: "127.0.0.1", port: 10810))
+        #expect(NBDAddress.parse("nbd://h/exp")?.export == "exp")
+        #expect(NBDAddress.parse("nbd://[::1]:99")?.host == "::1")
+        #expect(NBDAddress.parse("nbd+unix:///disk?socket=/run/s")?.socketPath == "/run/s")
+        #expect(NBDAddress.parse("nbd+unix:///disk?socket=/run/s")?.export == "disk")
+        #expect(NBDAddress.parse("http://x") == nil)
+        #expect(try VolumeLocation.parse("nbd://127.0.0.1:10810").endpoint == nil)
+    }
+
     @Test("agent events round-trip as JSON lines")
     func events() throws {
         var p = CopyProgress()

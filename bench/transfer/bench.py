@@ -77,6 +77,29 @@ def wait_port(port, timeout=15):
     raise RuntimeError(f"nothing listens on {port}")
 
 
+PROGRAMS = []
+
+
+def programs():
+    """Executables and shared libraries of every tool in the race (re-read after dropping caches,
+    so the disks are cold but the programs are warm, as on a conversion host that has been working)."""
+    if PROGRAMS:
+        return PROGRAMS
+    exes = [BIN, "/usr/bin/ssh", "/usr/sbin/sshd", shutil.which("nbdcopy"), shutil.which("qemu-nbd"),
+            shutil.which("qemu-img")]
+    files = set()
+    for e in filter(None, exes):
+        files.add(os.path.realpath(e))
+        out = subprocess.run(["ldd", e], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            parts = line.split("=>")
+            path = (parts[1] if len(parts) > 1 else parts[0]).split("(")[0].strip()
+            if path.startswith("/"):
+                files.add(os.path.realpath(path))
+    PROGRAMS.extend(sorted(files))
+    return PROGRAMS
+
+
 def drop_caches():
     subprocess.run(["sync"])
     if DROP:
@@ -84,7 +107,11 @@ def drop_caches():
             with open("/proc/sys/vm/drop_caches", "w") as f:
                 f.write("3\n")
         except OSError:
-            pass
+            return
+        for p in programs():
+            with open(p, "rb") as f:
+                while f.read(1 << 20):
+                    pass
 
 
 def cpu_busy():
@@ -353,7 +380,7 @@ def main():
 def report(disks, rows, extra):
     L = []
     L.append(f"_{time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} CPUs; REPS={REPS} (median wall time); "
-             f"page cache dropped before each run: {DROP}; timed region = command + sync; "
+             f"page cache dropped before each run: {DROP} (then the programs, not the disks, re-read); timed region = command + sync; "
              f"MB/s = logical size / wall, MB = 10^6 B; all copies verified with cmp._\n")
     if rows:
         L.append("### Copy through ssh (one VM plays both hosts; loopback)\n")
