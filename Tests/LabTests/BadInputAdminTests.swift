@@ -163,7 +163,9 @@ struct BadInputAdminTests {
             try await check(c, clouds: ["admin": try Lab.profile("oslab-admin")], dst: "admin")
             #expect(try await Self.adminInventory() == before)
         } else {
-            try await Self.tenant.run { dst in
+            // A tenant per case: purged when the case ends (a tenant shared by the cases would be
+            // purged by a task the test process may not wait for).
+            try await LabTenant.with("badadm") { dst in
                 let session = try dst.session()
                 let before = try await Self.tenantInventory(session)
                 try await check(c, clouds: ["dst": dst.profile], dst: "dst")
@@ -207,6 +209,4 @@ struct BadInputAdminTests {
         return out.sorted()
     }
 
-    /// One destination tenant shared by the tenant cases (they only read from it).
-    static let tenant = SharedTenant(tag: "badadm")
 }
