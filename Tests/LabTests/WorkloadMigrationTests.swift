@@ -192,4 +192,105 @@ struct WorkloadMigrationTests {
             #expect(try await WorkloadLab.inventory(s) == srcBefore)
         }
     }
+
+    @Test("killed during the copy, a rerun finishes, moves only the rest, and leaks nothing")
+    func resumeAfterKill() async throws {
+        try await Self.withEnv("wlk") { env in
+            let s = env.s, d = env.d
+            let data = try await WorkloadLab.volume(s, name: "k-data", size: 2)
+            try WorkloadLab.fill(data.id, seed: 11, offsetMiB: 0, count: 768)
+            let vm = try await WorkloadLab.server(s, name: "vm-kill", network: env.network, securityGroup: "app-sg", key: "app-key",
+                                                  bootVolume: nil, image: env.image, data: [data.id], flavor: "1")
+            try await s.stopServer(vm)
+            try await WorkloadLab.waitServer(s, vm, "SHUTOFF")
+            try await Self.prepare(env)
+            let srcBefore = try await WorkloadLab.inventory(s)
+
+            // Run, and kill the whole process group once a quarter of the data has moved.
+            let killedAt = try await Self.runAndKill(["import", "workloads", "--json", "--vars", env.hosts.varsFile]) { event in
+                guard event["event"]?.stringValue == "progress", let done = event["done"]?.intValue, let total = event["total"]?.intValue else {
+                    return false
+                }
+                return done > total / 4
+            }
+            #expect(killedAt != nil, "the copy finished before it could be killed")
+            let report = try await env.run(["report", "--json"])
+            let doc = try JSONDecoder().decode(JSONValue.self, from: Data(report.stdout.utf8))
+            #expect(doc["workloads"]?.arrayValue?.first?["state"]?.stringValue == "running")
+
+            let rerun = try await env.run(["import", "workloads", "--json"])
+            #expect(rerun.exitCode == 0, "\(rerun.stderr)\n\(rerun.stdout)")
+            #expect(Self.item(rerun.stdout, "vm-kill")?["status"]?.stringValue == "changed", "\(rerun.stdout)")
+            let after = try JSONDecoder().decode(JSONValue.self, from: Data(try await env.run(["report", "--json"]).stdout.utf8))
+            let copy = try #require(after["workloads"]?.arrayValue?.first?["copies"]?.arrayValue?.first)
+            let reused = copy["bytes_reused"]?.intValue ?? 0
+            let wire = copy["bytes_on_wire"]?.intValue ?? 0
+            #expect(reused > 0, "the second run reused nothing: \(copy.jsonString())")
+            #expect(wire < 768 << 20, "the second run moved everything again: \(copy.jsonString())")
+            let target = try #require(try await d.named(Nova.servers, "vm-kill").first)
+            let attached = try await d.volumeAttachments(server: target.id)
+            #expect(attached.count == 1)
+            if let a = attached.first { #expect(try WorkloadLab.identical(data.id, a.volumeID)) }
+            // Nothing leaked: the source is as before; the destination holds just the migrated VM.
+            #expect(try await WorkloadLab.inventory(s) == srcBefore)
+            let dstVolumes = try await d.list(Cinder.volumes).collect()
+            #expect(dstVolumes.map(\.name) == ["k-data"], "\(dstVolumes.map(\.name))")
+            #expect(try await s.get(Cinder.volumes, data.id).attachments.first?.serverID == vm)
+        }
+    }
+
+    /// Run the CLI; kill it and every process it started (SIGKILL) when `when` says so.
+    /// Returns the event that triggered the kill, nil if the process ended first.
+    static func runAndKill(_ args: [String], when: @escaping @Sendable (JSONValue) -> Bool) async throws -> JSONValue? {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLIRunner.binaryPath)
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        for k in env.keys where k.hasPrefix("OS_") { env[k] = nil }
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let pid = p.processIdentifier
+        let handle = out.fileHandleForReading
+        var buffer = Data()
+        var trigger: JSONValue?
+        while trigger == nil {
+            let chunk = handle.availableData
+            if chunk.isEmpty { break }
+            buffer.append(chunk)
+            while let nl = buffer.firstIndex(of: 0x0A) {
+                let line = buffer[buffer.startIndex..<nl]
+                buffer = Data(buffer[buffer.index(after: nl)...])
+                if let v = try? JSONDecoder().decode(JSONValue.self, from: Data(line)), when(v) {
+                    trigger = v
+                    break
+                }
+            }
+        }
+        if trigger != nil { killTree(pid) }
+        p.waitUntilExit()
+        return trigger
+    }
+
+    /// SIGKILL a process and all its descendants (found through /proc), children first frozen.
+    static func killTree(_ root: Int32) {
+        var tree = [root]
+        var i = 0
+        while i < tree.count {
+            let parent = tree[i]
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+                guard let pid = Int32(entry),
+                      let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                      let close = stat.lastIndex(of: ")")
+                else { continue }
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                if fields.count > 1, Int32(fields[1]) == parent, !tree.contains(pid) { tree.append(pid) }
+            }
+            i += 1
+        }
+        for pid in tree { kill(pid, SIGSTOP) }
+        for pid in tree { kill(pid, SIGKILL) }
+    }
 }
