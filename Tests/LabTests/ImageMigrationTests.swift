@@ -41,8 +41,20 @@ struct ImageMigrationTests {
                 let machine = try await upload(s, ["name": "machine", "disk_format": "ami", "container_format": "ami",
                                                    "kernel_id": .string(kernel.id), "min_ram": 128], file: small)
                 _ = try await s.patchImage(machine.id, [["op": "replace", "path": "/protected", "value": true]])
-                // What an image-backed server's snapshot is on the lab: an image that stays queued.
-                _ = try await s.createImage(["name": "snap-queued", "disk_format": "qcow2", "container_format": "bare"])
+                // A snapshot of an image-backed server: on the lab (fake virt driver) it stays queued, without data.
+                let net = try await s.create(Neutron.networks, ["name": "img-net"])
+                _ = try await s.create(Neutron.subnets, ["name": "img-subnet", "network_id": .string(net.id), "ip_version": 4,
+                                                         "cidr": "10.78.0.0/24"])
+                let base = try #require(try await s.list(Glance.images, query: [QueryItem("name", "oslab-image")]).collect().first)
+                let server = try await s.create(Nova.servers, ["name": "img-server", "imageRef": .string(base.id), "flavorRef": "1",
+                                                               "networks": [["uuid": .string(net.id)]]])
+                _ = try await Waiter.wait("server", service: ServiceType.compute, timeout: 180, interval: 1, until: ["ACTIVE"],
+                                          fetch: { try await s.find(Nova.servers, id: server.id) }, status: { $0.status })
+                let snap = try await s.createServerImage(server.id, name: "snap-queued")
+                _ = try await Waiter.wait("snapshot", service: ServiceType.image, timeout: 60, interval: 1, until: ["queued", "active"],
+                                          fetch: { try await s.findImage(id: snap) }, status: { $0.status })
+                _ = try await Waiter.wait("server", service: ServiceType.compute, timeout: 120, interval: 1, until: ["ACTIVE"],
+                                          fetch: { try await s.find(Nova.servers, id: server.id) }, status: { $0.taskState == nil ? $0.status : "busy" })
 
                 let exp = try await env.run(["export", "images", "--src-cloud", "src"])
                 #expect(exp.exitCode == 0, "\(exp.stderr)")
@@ -51,6 +63,7 @@ struct ImageMigrationTests {
                 #expect(yaml.contains("    kernel_ref:\n      domain_name: '%auth%'\n      name: kern\n      project_name: '%auth%'\n"))
                 #expect(yaml.contains("    hw_cpu_cores: 2\n"))
                 #expect(yaml.contains("    status: queued\n"))
+                #expect(try await s.image(snap).status == "queued")
 
                 let imp = try await env.run(["import", "images", "--src-cloud", "src", "--dst-cloud", "dst", "--json"])
                 #expect(imp.exitCode == 0, "\(imp.stdout)\n\(imp.stderr)")

@@ -26,7 +26,8 @@ public enum ImageKind: ResourceKind {
     public static let fileName = "images.yml"
     public static let typeName = "openstack.image.Image"
     public static let refType: RefType? = .image
-    public static let requiredParams = ["name", "container_format", "disk_format"]
+    /// Formats are checked in `validate`: a snapshot that never got data has none.
+    public static let requiredParams = ["name"]
     public static let filterVariable = "os_migrate_images_filter"
 
     enum Conversion { case string, int, bool, float }
@@ -107,6 +108,13 @@ public enum ImageKind: ResourceKind {
 
     public static func validate(_ record: ResourceRecord) -> [String] {
         var out: [String] = []
+        for key in ["container_format", "disk_format"] {
+            if record.params[key] == nil {
+                out.append("params.\(key) is missing")
+            } else if record.params[key]?.isNull == true, record.info["status"]?.stringValue == "active" {
+                out.append("params.\(key) is null")
+            }
+        }
         if let v = record.params["visibility"]?.stringValue, !["public", "private", "shared", "community"].contains(v) {
             out.append("params.visibility '\(v)' is not public, private, shared or community")
         }
