@@ -133,6 +133,8 @@ public struct ImportOptions: Sendable {
     public var source: CloudSession?
     /// Initial passwords for users that import creates.
     public var userPasswords = UserPasswords()
+    /// Moves volume data from the source to the destination (through the conversion hosts).
+    public var volumeCopier: (any VolumeDataCopier)?
     public init(dryRun: Bool = false, pruneRules: Bool = false) {
         self.dryRun = dryRun
         self.pruneRules = pruneRules

@@ -164,7 +164,7 @@ struct WorkloadRun: Sendable {
             let size = v.size > 0 ? v.size : try await src.get(Cinder.volumes, staged).size
             let vid = try await ensure("dst-volume:\(i)", .dst, "volume", detail: ["device": v.device, "source": staged]) {
                 var body: JSONObject = ["size": .int(size), "name": .string(v.name),
-                                        "metadata": ["os_migrate_source_volume": .string(v.sourceID ?? staged)]]
+                                        "metadata": [Volumes.sourceKey: .string(v.sourceID ?? staged)]]
                 if let d = v.description { body["description"] = .string(d) }
                 if let t = v.volumeType { body["volume_type"] = .string(t) }
                 if let a = v.availabilityZone { body["availability_zone"] = .string(a) }
@@ -225,7 +225,7 @@ struct WorkloadRun: Sendable {
                 workload: self.id, device: job.device, sourceVolume: job.source, destinationVolume: job.target,
                 size: Int64(r.sourceSize), digest: r.digest, bytesCopied: Int64(r.bytesCopied), bytesZero: Int64(r.bytesZero),
                 bytesReused: Int64(r.bytesReused), bytesOnWire: Int64(r.bytesOnWire), seconds: r.seconds, verifiedAt: Date()))
-            try await self.dst.setVolumeMetadata(job.target, ["os_migrate_digest": "osm-sha256-chunked:" + r.digest])
+            try await self.dst.setVolumeMetadata(job.target, [Volumes.digestKey: "osm-sha256-chunked:" + r.digest])
             return r.digest
         }
     }

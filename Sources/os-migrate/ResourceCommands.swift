@@ -142,6 +142,24 @@ struct ImportCommand: AsyncParsableCommand {
             }
             let session = try CloudSession(profile: try config.requireDestination(), transport: transport)
             let sink = ConsoleSink(json: common.json)
+            if selected.contains(where: { $0.name == DetachedVolumeKind.name }), !noData {
+                // Volume data moves through the conversion hosts.
+                let src: CloudSession
+                let hosts: ConversionHostPair
+                do {
+                    src = try resource.source ?? CloudSession(profile: try config.requireSource(), transport: transport)
+                    hosts = try await ConversionHosts.pair(
+                        src: try ConversionHostSettings.load(side: .src, vars: config.vars, dataDir: config.dataDir), srcSession: src,
+                        dst: try ConversionHostSettings.load(side: .dst, vars: config.vars, dataDir: config.dataDir), dstSession: session)
+                } catch {
+                    throw ConfigError("detached-volumes: their data moves through the conversion hosts, which are not available (\(error)); "
+                        + "or pass --no-data to create the volumes empty")
+                }
+                resource.volumeCopier = ConversionHostVolumeCopier(hosts: hosts, src: src, dst: session) { label, p in
+                    sink.progress(ProgressEvent(kind: DetachedVolumeKind.name, name: label, phase: "copy", done: Int64(p.bytesDone),
+                                                total: Int64(p.bytesTotal), rate: p.rate))
+                }
+            }
             var recap = Recap()
             if !files.isEmpty {
                 var options = Importer.Options(resource: resource, concurrency: max(1, concurrency))

@@ -239,6 +239,34 @@ struct WorkloadMigrationTests {
         }
     }
 
+    @Test("detached volumes move with their data, verified; a rerun is ok and copies nothing")
+    func detachedVolumeData() async throws {
+        try await Self.withEnv("wlv") { env in
+            let s = env.s, d = env.d
+            let a = try await WorkloadLab.volume(s, name: "dv-data", size: 1)
+            try WorkloadLab.fill(a.id, seed: 21, offsetMiB: 0, count: 4)
+            try WorkloadLab.fill(a.id, seed: 22, offsetMiB: 900, count: 2)
+            let exp = try await env.run(["export", "detached-volumes"])
+            try #require(exp.exitCode == 0, "\(exp.stderr)")
+            let imp = try await env.run(["import", "detached-volumes", "--json"])
+            #expect(imp.exitCode == 0, "\(imp.stderr)\n\(imp.stdout)")
+            let events = imp.stdout.split(separator: "\n").compactMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+            let item = events.last { $0["event"]?.stringValue == "item" && $0["name"]?.stringValue == "dv-data" }
+            #expect(item?["message"]?.stringValue == "created (1 GiB, data copied and verified)", "\(imp.stdout)")
+            let target = try #require(try await d.named(Cinder.volumes, "dv-data").first)
+            #expect(try WorkloadLab.identical(a.id, target.id))
+            #expect(target.metadata?["os_migrate_source_volume"] == a.id)
+            #expect(target.metadata?["os_migrate_digest"]?.hasPrefix("osm-sha256-chunked:") == true)
+            let sourceNow = try await s.get(Cinder.volumes, a.id)
+            #expect(target.attachments.isEmpty && sourceNow.attachments.isEmpty)
+            let again = try await env.run(["import", "detached-volumes", "--json"])
+            let last = again.stdout.split(separator: "\n").compactMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+            #expect(last.last { $0["name"]?.stringValue == "dv-data" }?["status"]?.stringValue == "ok")
+            #expect(last.last?["api_writes"]?.intValue == 0)
+            #expect(try await d.list(Cinder.volumes).collect().count == 1)
+        }
+    }
+
     /// Run the CLI; kill it and every process it started (SIGKILL) when `when` says so.
     /// Returns the event that triggered the kill, nil if the process ended first.
     static func runAndKill(_ args: [String], when: @escaping @Sendable (JSONValue) -> Bool) async throws -> JSONValue? {

@@ -6,9 +6,10 @@ import OpenStack
 /// Exported with name, description, type, AZ and image metadata (`params`), size and bootable
 /// (`_info`, as the reference tool has them). Import is idempotent: a destination volume with the
 /// same name and size is the volume (its description, bootable flag and image metadata are
-/// brought in line; a different type or zone fails), never a duplicate. Copying the data needs
-/// the conversion hosts; until that path exists, import creates volumes empty only with
-/// `--no-data` and says so on each item, and without it fails each volume saying why.
+/// brought in line; a different type or zone fails), never a duplicate. The data moves through
+/// the conversion hosts with the data plane (verified; the digest and the source volume id are
+/// recorded in the destination volume's metadata, so a rerun knows the copy is done, and a copy
+/// interrupted by a kill resumes). `--no-data` creates volumes empty and says so on each item.
 public enum DetachedVolumeKind: ResourceKind {
     public static let name = "detached-volumes"
     public static let fileName = "detached_volumes.yml"
@@ -21,7 +22,7 @@ public enum DetachedVolumeKind: ResourceKind {
     public static let placement = VolumePlacement.identity
 
     public static let dataCopyUnavailable =
-        "copying volume data needs conversion hosts, which this version does not deploy yet; rerun with --no-data to create the volume empty"
+        "copying volume data needs the conversion hosts (`os-migrate conversion-hosts deploy`); or pass --no-data to create the volume empty"
 
     public static func validate(_ record: ResourceRecord) -> [String] {
         var out: [String] = []
@@ -59,14 +60,35 @@ public enum DetachedVolumeKind: ResourceKind {
 
     public static func plan(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> ImportStep {
         let spec = try VolumeSpec(record: record)
-        guard ctx.options.noData else { return .fail(reason: dataCopyUnavailable) }
+        let copier = ctx.options.volumeCopier
+        guard ctx.options.noData || copier != nil else { return .fail(reason: dataCopyUnavailable) }
+        let source = record.id ?? ""
         switch Volumes.match(spec, in: try await Volumes.existing(named: spec.name, ctx.session), placement: placement) {
         case .conflict(let why):
             return .fail(reason: why)
-        case .found(let v, let fields):
-            if fields.isEmpty { return .ok(id: v.id, note: "exists (--no-data: its data is not checked)") }
-            return .update(id: v.id, fields: fields) {
-                try await Volumes.reconcile(spec, try await Volumes.settle(v, ctx.session), fields: fields, ctx.session)
+        case .found(let v, let differing):
+            var fields = differing
+            if let copier, !Volumes.holdsVerifiedCopy(v, of: source) {
+                // Created by an interrupted run (or by hand): copy into it (a resumed copy moves only the rest).
+                guard v.metadata?[Volumes.sourceKey] == nil || v.metadata?[Volumes.sourceKey] == source else {
+                    return .fail(reason: "volume \(v.id) named '\(spec.name)' holds the copy of another source volume (\(v.metadata?[Volumes.sourceKey] ?? "?"))")
+                }
+                if !v.attachments.isEmpty {
+                    return .fail(reason: "volume \(v.id) named '\(spec.name)' exists without a verified copy and is attached: detach it or delete it")
+                }
+                fields.append("data")
+                return .update(id: v.id, fields: fields) {
+                    let settled = try await Volumes.settle(v, ctx.session)
+                    try await Volumes.reconcile(spec, settled, fields: differing, ctx.session)
+                    try await ctx.session.setVolumeMetadata(v.id, [Volumes.sourceKey: source])
+                    _ = try await copier.copy(sourceVolume: source, into: v.id, label: spec.name)
+                }
+            }
+            if fields.isEmpty {
+                return .ok(id: v.id, note: copier == nil ? "exists (--no-data: its data is not checked)" : "exists with its verified data")
+            }
+            return .update(id: v.id, fields: differing) {
+                try await Volumes.reconcile(spec, try await Volumes.settle(v, ctx.session), fields: differing, ctx.session)
             }
         case .none:
             let options = try await ctx.cache.value("volume-placement") {
@@ -78,8 +100,22 @@ public enum DetachedVolumeKind: ResourceKind {
             if let problem = Volumes.placementProblem(spec, placement: placement, types: types, zones: zones) {
                 return .fail(reason: problem)
             }
-            return .create(detail: "empty, \(spec.size) GiB: --no-data, its data was not copied") {
-                try await Volumes.create(spec, ctx.session, placement: placement).id
+            guard let copier else {
+                return .create(detail: "empty, \(spec.size) GiB: --no-data, its data was not copied") {
+                    try await Volumes.create(spec, ctx.session, placement: placement).id
+                }
+            }
+            return .create(detail: "\(spec.size) GiB, data copied and verified") {
+                let v = try await Volumes.create(spec, ctx.session, placement: placement)
+                do {
+                    try await ctx.session.setVolumeMetadata(v.id, [Volumes.sourceKey: source])
+                    _ = try await copier.copy(sourceVolume: source, into: v.id, label: spec.name)
+                } catch {
+                    // Nothing half-made stays behind: the next run starts this volume again.
+                    try? await ctx.session.delete(Cinder.volumes, v.id)
+                    throw error
+                }
+                return v.id
             }
         }
     }

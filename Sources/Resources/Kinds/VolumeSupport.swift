@@ -165,3 +165,21 @@ public enum Volumes {
                                      status: { $0.status })
     }
 }
+
+/// Copies a source volume's data into a destination volume of the same size, verified. The
+/// Workloads module implements it with the conversion hosts and the data plane.
+public protocol VolumeDataCopier: Sendable {
+    /// Returns the verified digest; a rerun against the same pair moves only what differs.
+    func copy(sourceVolume: String, into destinationVolume: String, label: String) async throws -> String
+}
+
+extension Volumes {
+    /// Metadata that ties a destination volume to its source and records its verified copy.
+    public static let sourceKey = "os_migrate_source_volume"
+    public static let digestKey = "os_migrate_digest"
+
+    /// Does this destination volume hold the verified data of `source`?
+    public static func holdsVerifiedCopy(_ v: Volume, of source: String) -> Bool {
+        v.metadata?[sourceKey] == source && (v.metadata?[digestKey]?.isEmpty == false)
+    }
+}
