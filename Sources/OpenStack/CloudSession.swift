@@ -213,6 +213,7 @@ public final class CloudSession: Sendable {
         let url = Self.join(ep.url, request.path, request.query)
         let bodyData = try request.body.map { try $0.jsonData() }
         var attempt = 0
+        var connectFailures = 0
         var reauthenticated = false
         let policy = options.retry
         while true {
@@ -244,7 +245,10 @@ public final class CloudSession: Sendable {
                 let failure = TransportFailure.classify(error)
                 let safe = failure == .beforeSend || request.isIdempotent
                 logger.debug("\(request.method.rawValue) \(URLRedaction.redact(url)) failed after \(Self.ms(since: start)) ms: \(error)")
-                if safe, attempt + 1 < policy.maxAttempts {
+                // The HTTP client already kept trying to connect for its whole connect timeout:
+                // one more round rides out a restarting service; more would only delay the error.
+                if failure == .beforeSend { connectFailures += 1 }
+                if safe, attempt + 1 < policy.maxAttempts, connectFailures < 2 {
                     let wait = policy.delay(afterAttempt: attempt)
                     logger.notice("\(ep.service) \(request.method.rawValue) \(URLRedaction.redact(url)): \(error); retrying in \(String(format: "%.1f", wait)) s")
                     attempt += 1
