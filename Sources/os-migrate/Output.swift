@@ -55,6 +55,10 @@ final class ConsoleSink: EventSink, Sendable {
             write(JSONValue.object(o).jsonString())
             return
         }
+        if isTerminal {
+            liveProgress(e)
+            return
+        }
         // Text: a line per quarter of the way (JSON gets every event).
         if let t = e.total, t > 0 {
             let quarter = Int(e.done * 4 / t)
@@ -72,6 +76,37 @@ final class ConsoleSink: EventSink, Sendable {
         if let r = e.rate { line += ", \(mib(Int64(r))) MiB/s" }
         write(line)
     }
+
+    /// On a terminal: one line redrawn in place, with a bar, the rate and the time left.
+    func liveProgress(_ e: ProgressEvent) {
+        let line = Self.progressLine(e, width: 24)
+        let finished = e.total.map { $0 > 0 && e.done >= $0 } ?? false
+        lock.withLock { _ in
+            FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line + (finished ? "\n" : "")).utf8))
+        }
+    }
+
+    /// `vm1 /dev/sdb copy [#########.......] 45% 0.9/2.0 GiB 480 MB/s ETA 0:02`
+    static func progressLine(_ e: ProgressEvent, width: Int) -> String {
+        let gib = { (b: Int64) in String(format: "%.1f", Double(b) / 1_073_741_824) }
+        var line = "\(e.kind): \(e.name) \(e.phase)"
+        if let t = e.total, t > 0 {
+            let fraction = min(1, Double(e.done) / Double(t))
+            let filled = Int(fraction * Double(width))
+            line += " [" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "]"
+            line += String(format: " %3d%% %@/%@ GiB", Int(fraction * 100), gib(e.done), gib(t))
+            if let r = e.rate, r > 0 {
+                line += String(format: " %.0f MB/s", r / 1e6)
+                let left = Int(Double(t - e.done) / r)
+                if e.done < t { line += String(format: " ETA %d:%02d", left / 60, left % 60) }
+            }
+        } else {
+            line += " \(gib(e.done)) GiB"
+        }
+        return line
+    }
+
+    let isTerminal = isatty(STDOUT_FILENO) == 1
 
     /// The last line: counts per status, and what it cost in API calls.
     func recap(_ recap: Recap, requests: RequestCounter? = nil) {
