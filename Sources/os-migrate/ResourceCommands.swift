@@ -142,7 +142,7 @@ struct ImportCommand: AsyncParsableCommand {
             }
             let session = try CloudSession(profile: try config.requireDestination(), transport: transport)
             let sink = ConsoleSink(json: common.json)
-            if selected.contains(where: { $0.name == DetachedVolumeKind.name }), !noData {
+            if files.contains(where: { $0.kind.name == DetachedVolumeKind.name && !$0.file.records.isEmpty }), !noData {
                 // Volume data moves through the conversion hosts.
                 let src: CloudSession
                 let hosts: ConversionHostPair
