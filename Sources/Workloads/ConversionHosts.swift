@@ -646,7 +646,7 @@ public enum ConversionHosts {
             ])
             changed = true
         }
-        report("security group", group.name, changed ? .changed : .ok, "SSH from \(allowed.cidr) (\(allowed.reason))",
+        report("security group", group.name, changed ? .changed : .ok, "SSH from \(allowed.cidr): \(allowed.reason)",
                changed ? "updated" : nil, group.id)
         return group
     }
@@ -924,7 +924,7 @@ public struct ConversionHostStatus: Sendable, Equatable {
 
     public var text: String {
         var lines = ["\(side.rawValue): \(name) in cloud '\(cloud)'"]
-        func row(_ k: String, _ v: String) { lines.append("  " + k.padding(toLength: 16, withPad: " ", startingAt: 0) + v) }
+        func row(_ k: String, _ v: String) { lines.append("  " + k.padding(toLength: 18, withPad: " ", startingAt: 0) + v) }
         row("server", found ? "\(serverID ?? "?") \(serverStatus ?? "?")" : "not found")
         if found {
             row("address", address ?? "-")

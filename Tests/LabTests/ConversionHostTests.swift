@@ -199,6 +199,28 @@ struct ConversionHostTests {
         try await srcSession.delete(Cinder.volumes, volume.id)
         try await Waiter.waitGone("volume", service: "block-storage", timeout: 180) { try await srcSession.find(Cinder.volumes, id: volume.id)?.status }
 
+        // SSH restricted in the vars file: the groups follow (the open rule goes), and the link opens
+        // 22 on the source host to the destination host's egress addresses (floating IP, router gateway).
+        guard FileManager.default.createFile(atPath: lab.varsFile, contents: Data((lab.varsText + "os_migrate_conversion_ssh_allowed_cidr: 198.51.100.0/24\n").utf8),
+                                             attributes: [.posixPermissions: 0o600]) else { throw CocoaError(.fileWriteUnknown) }
+        let d4 = try await cli(["conversion-hosts", "deploy"], lab)
+        #expect(d4.exitCode == 0, "\(d4.stderr)")
+        #expect(d4.stdout.contains("changed  src security group: os_migrate_conv  (SSH from 198.51.100.0/24: os_migrate_conversion_ssh_allowed_cidr)"))
+        let dstFIP = try #require(try await dstSession.list(Neutron.floatingIPs).collect().first?.floatingIPAddress)
+        let dstGateway = try #require(try await dstSession.named(Neutron.routers, "os_migrate_conv").first?.externalGatewayInfo?.externalFixedIPs?.first?.ipAddress)
+        func sshSources(_ s: CloudSession) async throws -> [String] {
+            let g = try #require(try await s.named(Neutron.securityGroups, "os_migrate_conv").first)
+            return (g.rules ?? []).filter { $0.direction == "ingress" && $0.protocol == "tcp" && $0.portRangeMin == 22 }.compactMap(\.remoteIPPrefix).sorted()
+        }
+        #expect(try await sshSources(srcSession) == ["198.51.100.0/24", dstFIP + "/32", dstGateway + "/32"].sorted())
+        #expect(try await sshSources(dstSession) == ["198.51.100.0/24"])
+        let st2 = try await cli(["conversion-hosts", "status", "--json", "--cloud", "src"], lab)
+        let json2 = try JSONDecoder().decode(JSONValue.self, from: Data(st2.stdout.utf8))
+        #expect(json2["hosts"]?["src"]?["ssh_allowed_from"]?["reason"] == "os_migrate_conversion_ssh_allowed_cidr")
+        guard FileManager.default.createFile(atPath: lab.varsFile, contents: Data(lab.varsText.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CocoaError(.fileWriteUnknown)
+        }
+
         // A tampered pin: status fails with the exact message, and changes nothing.
         let alias = "os-migrate-conv-\(srcServerID)"
         let srcKey = try String(contentsOfFile: lab.src.directory + "/host_ed25519.pub", encoding: .utf8).split(separator: " ")[1]

@@ -1,6 +1,10 @@
 import Foundation
 import OpenStack
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Conversion hosts in the lab, ready for `os-migrate conversion-hosts deploy --vars <varsFile>`.
 ///
 /// The lab's servers run on Nova's fake driver (no guest), so each conversion host is a Nova
@@ -125,13 +129,21 @@ public final class LabConversionHosts: @unchecked Sendable {
     static func yamlQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "''") + "'" }
 
     static func keygen(_ path: String) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/ssh-keygen")
-        p.arguments = ["-q", "-t", "ed25519", "-N", "", "-C", "os-migrate-conversion-host-key", "-f", path]
-        p.standardInput = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw SSHServer.StartError(description: "ssh-keygen failed for \(path)") }
+        // posix_spawn, not Foundation's Process: its child reaping does not mix with swift-subprocess.
+        let argv = ["/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "os-migrate-conversion-host-key", "-f", path]
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        let cargs = argv.map { strdup($0) } + [nil]
+        defer { cargs.forEach { free($0) } }
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, argv[0], &actions, nil, cargs, environ) == 0 else {
+            throw SSHServer.StartError(description: "cannot start ssh-keygen")
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        guard status == 0 else { throw SSHServer.StartError(description: "ssh-keygen failed for \(path)") }
     }
 }

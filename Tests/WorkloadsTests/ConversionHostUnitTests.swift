@@ -404,18 +404,13 @@ struct ConversionHostSSHTests {
             #expect(events[k].hasPrefix("in ") && events[k + 1] == "out " + events[k].dropFirst(3))
         }
         // Across processes: while another session holds the flock, ours waits.
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/ssh")
-        holder.arguments = host.ssh.sshArguments().dropFirst()
-            + ["f=\"$HOME\"/.cache/os-migrate/attach.lock; exec 9>>\"$f\"; flock 9; echo held; sleep 2"]
-        let out = Pipe()
-        holder.standardOutput = out
-        try holder.run()
-        _ = out.fileHandleForReading.availableData  // "held"
+        let holder = try SpawnedChild.start(host.ssh.sshArguments()
+            + ["f=\"$HOME\"/.cache/os-migrate/attach.lock; exec 9>>\"$f\"; flock 9; echo held; sleep 2"])
+        #expect(await onThread { holder.readLine() } == "held")
         let start = ContinuousClock.now
         try await host.withAttachLock(timeout: 60) {}
         #expect(ContinuousClock.now - start > .milliseconds(1200))
-        holder.waitUntilExit()
+        #expect(await onThread { holder.wait() } == 0)
     }
 }
 
