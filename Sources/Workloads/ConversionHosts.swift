@@ -339,6 +339,19 @@ public enum ConversionHosts {
     public static func checkAgent(_ host: ConversionHost, deploy: Bool, executable: String? = nil) async throws -> RemoteAgentInfo {
         let endpoint = host.ssh
         let exe = executable ?? currentExecutablePath()
+        let fix = host.ssh.remoteCommand == nil
+            ? "deploy a release build made for that host (`swift build -c release --static-swift-stdlib` on a matching architecture and glibc), "
+                + "or install os-migrate there and set os_migrate_\(host.side.rawValue)_conversion_host_agent_path"
+            : "check os_migrate_\(host.side.rawValue)_conversion_host_agent_path"
+        // Another architecture: say so before copying a binary that cannot run there.
+        if host.ssh.remoteCommand == nil, let local = ELFMachine.of(path: exe) {
+            let r = try await host.run("uname -m", timeout: 60)
+            let remote = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            if r.status == 0, !remote.isEmpty, !ELFMachine.compatible(local, remote) {
+                throw ConversionHostError(.agent, "\(host.label): the os-migrate agent cannot run there: this binary is built for \(local), "
+                    + "the host is \(remote); \(fix)")
+            }
+        }
         do {
             return try await onThread {
                 Result { try RemoteAgentCheck.version(endpoint, deploy: deploy, executable: exe) }
@@ -359,10 +372,6 @@ public enum ConversionHosts {
                     platform = " (host: " + r.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
                         .joined(separator: ", ") + ")"
                 }
-                let fix = host.ssh.remoteCommand == nil
-                    ? "deploy a release build made for that host (`swift build -c release --static-swift-stdlib` on a matching architecture and glibc), "
-                        + "or install os-migrate there and set os_migrate_\(host.side.rawValue)_conversion_host_agent_path"
-                    : "check os_migrate_\(host.side.rawValue)_conversion_host_agent_path"
                 throw ConversionHostError(.agent, "\(host.label): \(e.message)\(platform); \(fix)")
             }
         }
@@ -1012,6 +1021,43 @@ public enum SecurityGroupDescription {
     public static func reason(from description: String) -> String? {
         guard description.hasPrefix(prefix), let open = description.firstIndex(of: "("), description.hasSuffix(")") else { return nil }
         return String(description[description.index(after: open)..<description.index(before: description.endIndex)])
+    }
+}
+
+/// The architecture an ELF executable is built for (pure but for reading 20 bytes).
+public enum ELFMachine {
+    public static func of(path: String) -> String? {
+        guard let h = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? h.close() }
+        return of(header: [UInt8](h.readData(ofLength: 20)))
+    }
+
+    public static func of(header b: [UInt8]) -> String? {
+        guard b.count >= 20, b[0] == 0x7F, b[1] == 0x45, b[2] == 0x4C, b[3] == 0x46 else { return nil }
+        let machine = b[5] == 2 ? UInt16(b[18]) << 8 | UInt16(b[19]) : UInt16(b[19]) << 8 | UInt16(b[18])
+        switch machine {
+        case 0x3E: return "x86_64"
+        case 0x03: return "i686"
+        case 0xB7: return "aarch64"
+        case 0x28: return "arm"
+        case 0x15: return b[4] == 2 ? "ppc64" : "ppc"
+        case 0x16: return "s390x"
+        case 0xF3: return "riscv64"
+        default: return "ELF machine \(machine)"
+        }
+    }
+
+    /// Whether `uname -m` names the architecture `local` (from `of`).
+    public static func compatible(_ local: String, _ uname: String) -> Bool {
+        let u = uname.lowercased()
+        switch local {
+        case "x86_64": return u == "x86_64" || u == "amd64"
+        case "aarch64": return u == "aarch64" || u == "arm64"
+        case "i686": return ["i386", "i486", "i586", "i686", "x86_64"].contains(u)
+        case "arm": return u.hasPrefix("arm")
+        case "ppc64": return u.hasPrefix("ppc64")
+        default: return local == u
+        }
     }
 }
 

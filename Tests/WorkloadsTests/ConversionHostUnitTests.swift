@@ -379,6 +379,42 @@ struct ConversionHostSSHTests {
         await #expect { _ = try await host.run("true") } throws: { ($0 as? ConversionHostError)?.kind == .unreachable }
     }
 
+    @Test("an agent binary for another architecture is refused before it is copied, saying why")
+    func foreignAgent() async throws {
+        let server = try SSHServer()
+        defer { server.stop() }
+        let (host, settings) = makeHost(server, dataDir: server.directory + "/data")
+        try await ConversionHosts.pinHostKey(host, settings: settings, fresh: false) { _, _, _, _, _, _ in }
+        // An aarch64 ELF header.
+        var elf = [UInt8](repeating: 0, count: 64)
+        elf.replaceSubrange(0..<7, with: [0x7F, 0x45, 0x4C, 0x46, 2, 1, 1])
+        elf[16] = 2
+        elf[18] = 0xB7
+        let fake = server.directory + "/os-migrate-arm"
+        try Data(elf).write(to: URL(fileURLWithPath: fake))
+        chmod(fake, 0o755)
+        #expect(ELFMachine.of(path: fake) == "aarch64")
+        #expect(ELFMachine.of(path: "/bin/sh").map { ELFMachine.compatible($0, "x86_64") || ELFMachine.compatible($0, "aarch64") } == true)
+        do {
+            _ = try await ConversionHosts.checkAgent(host, deploy: true, executable: fake)
+            Issue.record("a foreign binary was accepted")
+        } catch let e as ConversionHostError {
+            #expect(e.kind == .agent)
+            #expect(e.message.hasPrefix("conversion host os_migrate_conv_src (127.0.0.1:\(server.port)): the os-migrate agent cannot run there: "
+                + "this binary is built for aarch64, the host is x86_64; deploy a release build made for that host"), "\(e.message)")
+        }
+        // An agent path that cannot run: its own words, and the variable to check.
+        var broken = host
+        broken.ssh.remoteCommand = server.directory + "/missing-os-migrate"
+        await #expect {
+            _ = try await ConversionHosts.checkAgent(broken, deploy: true)
+        } throws: { e in
+            let m = (e as? ConversionHostError)?.message ?? ""
+            return m.contains("the os-migrate agent \(server.directory)/missing-os-migrate cannot run on 127.0.0.1")
+                && m.hasSuffix("check os_migrate_src_conversion_host_agent_path")
+        }
+    }
+
     @Test("the attach lock serializes, in this process and through flock on the host")
     func attachLock() async throws {
         let server = try SSHServer()
