@@ -179,7 +179,7 @@ final class ReceiveSession: @unchecked Sendable {
         cond.unlock()
 
         let workerCount = max(config.workers ?? defaultWorkerCount(), 1)
-        let buffers = BufferPool(bufferSize: geometry.chunkSize, limit: workerCount + 2 * streams.count)
+        let buffers = BufferPool(bufferSize: geometry.chunkSize, limit: 2 * workerCount + 2 * streams.count)
         cond.lock()
         pool = buffers
         let stopped = failure
@@ -419,6 +419,7 @@ final class ReceiveSession: @unchecked Sendable {
             targetKnownZero = true
         }
         if config.targetIsZero { targetKnownZero = true }
+        if config.mode != .verify { target.enableDirectIO(writable: true) }
     }
 
     private func targetIdentity() -> ChunkDigest {

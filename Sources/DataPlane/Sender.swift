@@ -175,7 +175,9 @@ public enum Sender {
                 if let nbd = NBDAddress.parse(path) {
                     volume = try NBDSource(nbd)
                 } else {
-                    volume = try VolumeHandle.open(path, writable: false)
+                    let v = try VolumeHandle.open(path, writable: false)
+                    v.enableDirectIO(writable: false)
+                    volume = v
                 }
             } catch let e as SystemCallError {
                 try? writer.send(.error(DataPlaneError.from(errno: e.errno, errnoString(e.errno))))
