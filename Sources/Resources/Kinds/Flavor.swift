@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import OpenStack
 
 /// Nova flavors (`flavors.yml`, `openstack.compute.Flavor`; admin).
@@ -85,7 +86,14 @@ public enum FlavorKind: ResourceKind {
         let isPublic = f["os-flavor-access:is_public"]?.boolValue ?? true
         var access: [JSONValue] = []
         if !isPublic, let refs {
-            for project in try await session.flavorAccess(id) { access.append(try await refs.ref(.project, id: project)) }
+            // Nova keeps access entries of deleted projects: those are left out.
+            for project in try await session.flavorAccess(id) {
+                if let r = try await KindSupport.unlessGone("flavor \(f["name"]?.stringValue ?? id): access of project \(project)", Logger(label: "os-migrate.export"),
+                                                           { try await refs.ref(.project, id: project) })
+                {
+                    access.append(r)
+                }
+            }
         }
         // Before microversion 2.75 Nova says "" for no swap.
         let swap: JSONValue = f["swap"]?.intValue.map(JSONValue.int) ?? 0

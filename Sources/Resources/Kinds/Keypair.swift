@@ -51,7 +51,11 @@ public enum UsersKeypairKind: ResourceKind {
     public static func export(_ ctx: ExportContext) async throws -> [ResourceRecord] {
         let users = try await ctx.session.list(JSONValue.self, APIRequest(ServiceType.identity, .GET, "/users"), key: "users")
             .collect().compactMap { $0["id"]?.stringValue }
-        return try await boundedMap(users, limit: 8) { try await Keypairs.export(ctx, userID: $0) }.flatMap { $0 }
+        return try await boundedMap(users, limit: 8) { user in
+            do { return try await Keypairs.export(ctx, userID: user) } catch let e as OpenStackError where e.isNotFound {
+                return [] // the user was deleted since the listing
+            }
+        }.flatMap { $0 }
     }
 
     public static func plan(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> ImportStep {
@@ -98,6 +102,12 @@ enum Keypairs {
     static func export(_ ctx: ExportContext, userID: String?) async throws -> [ResourceRecord] {
         let keys = try await ctx.session.keypairs(userID: userID)
         return try await boundedMap(keys, limit: 8) { k in
+            try await KindSupport.unlessGone("keypair \(k.name) of user \(userID ?? "(self)")", ctx.logger) { try await record(k, ctx, userID: userID) }
+        }.compactMap { $0 }
+    }
+
+    static func record(_ k: Keypair, _ ctx: ExportContext, userID: String?) async throws -> ResourceRecord {
+        do {
             // The list lacks user, id and dates: ask for each key.
             let detail = try await ctx.session.json(
                 APIRequest(ServiceType.compute, .GET, "/os-keypairs/" + APIPath.escape(k.name),
@@ -110,6 +120,9 @@ enum Keypairs {
                 "created_at": detail["created_at"] ?? .null, "fingerprint": detail["fingerprint"] ?? .null, "id": .string(k.name),
                 "is_deleted": detail["deleted"] ?? .null, "user_id": owner.map(JSONValue.string) ?? .null,
             ])
+        } catch let e as OpenStackError where e.isNotFound {
+            // Deleted since the listing.
+            throw ReferenceError("keypair \(k.name) is gone: \(e.description)")
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import OpenStack
 
 /// Small helpers shared by the identity, compute, image and volume kinds.
@@ -15,6 +16,16 @@ enum KindSupport {
     /// "ram (destination 512, file 1024)".
     static func describe(_ field: String, current: JSONValue?, desired: JSONValue?) -> String {
         "\(field) (destination \((current ?? .null).jsonString()), file \((desired ?? .null).jsonString()))"
+    }
+
+    /// The record, or nil when it refers to something that is gone (deleted while the export ran,
+    /// or a dangling id the service keeps): such a resource is left out, with a warning, instead
+    /// of failing the whole export.
+    static func unlessGone<T>(_ what: @autoclosure () -> String, _ logger: Logger, _ body: () async throws -> T) async throws -> T? {
+        do { return try await body() } catch let e as ReferenceError {
+            logger.warning("\(what()) left out: \(e.description)")
+            return nil
+        }
     }
 
     /// A whole collection, listed once per run and shared by the run's concurrent steps.

@@ -53,8 +53,10 @@ public enum ProjectKind: ResourceKind {
         let projects = try await ctx.session.list(JSONValue.self, APIRequest(ServiceType.identity, .GET, "/projects"), key: "projects")
             .collect().compactMap(\.objectValue).filter { $0["is_domain"]?.boolValue != true }
         return try await boundedMap(projects, limit: 8) { p in
-            ResourceRecord(type: typeName, params: try await fieldMap.params(from: p, refs: ctx.refs), info: fieldMap.infoValues(from: p))
-        }
+            try await KindSupport.unlessGone("project \(p["name"]?.stringValue ?? "?")", ctx.logger) {
+                ResourceRecord(type: typeName, params: try await fieldMap.params(from: p, refs: ctx.refs), info: fieldMap.infoValues(from: p))
+            }
+        }.compactMap { $0 }
     }
 
     // MARK: import

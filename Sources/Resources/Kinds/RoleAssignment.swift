@@ -46,13 +46,15 @@ public enum RoleAssignmentKind: ResourceKind {
             let user = a["user"]?["id"]?.stringValue
             let project = a["scope"]?["project"]?["id"]?.stringValue
             let role = a["role"]?["id"]?.stringValue
-            return ResourceRecord(type: typeName, params: [
-                "project_ref": try await ctx.refs.ref(.project, id: project),
-                "role_ref": try await ctx.refs.ref(.role, id: role),
-                "user_ref": try await ctx.refs.userRef(id: user),
-            ], info: ["project_id": project.map(JSONValue.string) ?? .null, "role_id": role.map(JSONValue.string) ?? .null,
-                      "user_id": user.map(JSONValue.string) ?? .null])
-        }
+            return try await KindSupport.unlessGone("role assignment \(user ?? "?") \(role ?? "?") on \(project ?? "?")", ctx.logger) {
+                ResourceRecord(type: typeName, params: [
+                    "project_ref": try await ctx.refs.ref(.project, id: project),
+                    "role_ref": try await ctx.refs.ref(.role, id: role),
+                    "user_ref": try await ctx.refs.userRef(id: user),
+                ], info: ["project_id": project.map(JSONValue.string) ?? .null, "role_id": role.map(JSONValue.string) ?? .null,
+                          "user_id": user.map(JSONValue.string) ?? .null])
+            }
+        }.compactMap { $0 }
     }
 
     public static func plan(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> ImportStep {

@@ -1,3 +1,4 @@
+import Logging
 import OpenStack
 
 /// Keystone users (`users.yml`, `openstack.user.User`; admin).
@@ -39,7 +40,21 @@ public enum UserKind: ResourceKind {
         let users = try await ctx.session.list(JSONValue.self, APIRequest(ServiceType.identity, .GET, "/users"), key: "users")
             .collect().compactMap(\.objectValue)
         return try await boundedMap(users, limit: 8) { u in
-            ResourceRecord(type: typeName, params: try await fieldMap.params(from: u, refs: ctx.refs), info: fieldMap.infoValues(from: u))
+            ResourceRecord(type: typeName, params: try await params(u, refs: ctx.refs, ctx.logger), info: fieldMap.infoValues(from: u))
+        }
+    }
+
+    /// Keystone keeps a user's default project id after the project is deleted: such a user has
+    /// no default project (`default_project_ref: null`).
+    static func params(_ u: JSONObject, refs: ReferenceBuilder, _ logger: Logger) async throws -> JSONObject {
+        do {
+            return try await fieldMap.params(from: u, refs: refs)
+        } catch let e as ReferenceError {
+            guard u["default_project_id"]?.stringValue != nil else { throw e }
+            logger.warning("user \(u["name"]?.stringValue ?? "?"): default project \(u["default_project_id"]?.stringValue ?? "") is gone: \(e.description)")
+            var v = u
+            v["default_project_id"] = .null
+            return try await fieldMap.params(from: v, refs: refs)
         }
     }
 
@@ -60,7 +75,7 @@ public enum UserKind: ResourceKind {
                 return try await ctx.session.create(Keystone.users, body).id
             }
         }
-        let currentParams = try await fieldMap.params(from: current, refs: ctx.current)
+        let currentParams = try await params(current, refs: ctx.current, ctx.logger)
         let diffs = fieldMap.differences(desired: record.params, current: currentParams)
         if diffs.isEmpty { return .ok(id: id) }
         let fixed = fieldMap.immutable(diffs)
