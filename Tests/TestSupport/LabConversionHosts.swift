@@ -117,14 +117,29 @@ public final class LabConversionHosts: @unchecked Sendable {
     /// The sshd standing in for a side's host ("src" or "dst").
     public func server(_ side: String) -> SSHServer { side == "src" ? src : dst }
 
-    /// Stops both sshds and removes the data dir.
+    /// Stops both sshds, removes the data dir, and the link files deploy left on "the destination
+    /// host" (this machine's `~/.cache/os-migrate/link`) for this source sshd (found by its host key).
     public func stop() {
+        removeLinkFiles()
         src.stop()
         dst.stop()
         try? FileManager.default.removeItem(atPath: dataDir)
     }
 
     deinit { stop() }
+
+    private func removeLinkFiles() {
+        guard let pw = getpwnam(dst.user),
+              let hostKey = try? String(contentsOfFile: src.directory + "/host_ed25519.pub", encoding: .utf8).split(separator: " ").dropFirst().first
+        else { return }
+        let dir = String(cString: pw.pointee.pw_dir) + "/.cache/os-migrate/link"
+        for f in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where f.hasSuffix(".known_hosts") {
+            let path = dir + "/" + f
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8), text.contains(String(hostKey)) else { continue }
+            try? FileManager.default.removeItem(atPath: path)
+            try? FileManager.default.removeItem(atPath: String(path.dropLast(".known_hosts".count)) + ".key")
+        }
+    }
 
     static func yamlQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "''") + "'" }
 
