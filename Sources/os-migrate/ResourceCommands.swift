@@ -132,8 +132,10 @@ struct ImportCommand: AsyncParsableCommand {
                 resource.imageBlobsDir = dir
             }
             if let f = userPasswordFile { resource.userPasswords = try UserPasswords.load(f).adding(aliases: names.renames(.user)) }
-            if selected.contains(where: { $0.name == "images" }), imageBlobsDir == nil {
-                // Image data streams from the source cloud.
+            if imageBlobsDir == nil,
+               files.contains(where: { $0.kind.name == ImageKind.name && $0.file.records.contains { $0.info["status"]?.stringValue == "active" } })
+            {
+                // Image data streams from the source cloud (an images file without data needs none).
                 if let src = config.src {
                     resource.source = try CloudSession(profile: src, transport: transport)
                 } else if !dryRun {
