@@ -169,6 +169,32 @@ struct IdentityResourcesTests {
         }
     }
 
+    @Test("ids Keystone and Nova keep after the project is deleted: the export leaves them out, with no failure")
+    func danglingReferences() async throws {
+        let tag = "osmt-iddang-\(Lab.randomHex())"
+        try await AdminSweep.with(prefixes: [tag]) {
+            let admin = try Lab.admin()
+            let gone = try await admin.create(Keystone.projects, ["name": .string("\(tag)-gone"), "domain_id": "default"])
+            let kept = try await admin.create(Keystone.projects, ["name": .string("\(tag)-kept"), "domain_id": "default"])
+            _ = try await admin.create(Keystone.users, ["name": .string("\(tag)-u"), "domain_id": "default",
+                                                        "default_project_id": .string(gone.id)])
+            let flavor = try await admin.json(APIRequest(ServiceType.compute, .POST, "/flavors", body: ["flavor": [
+                "name": .string("\(tag)-f"), "vcpus": 1, "ram": 64, "disk": 0, "os-flavor-access:is_public": false,
+            ]]), key: "flavor")["id"]?.stringValue ?? ""
+            try await admin.addFlavorAccess(flavor, project: gone.id)
+            try await admin.addFlavorAccess(flavor, project: kept.id)
+            try await admin.delete(Keystone.projects, gone.id)
+            let env = try MigrationEnv("iddang", clouds: ["admin": try Lab.profile("oslab-admin")])
+            defer { env.remove() }
+            let exp = try await env.run(["export", "users", "flavors", "--src-cloud", "admin", "--filter", "users=/^\(tag)-/",
+                                         "--filter", "flavors=/^\(tag)-/"])
+            #expect(exp.exitCode == 0, "\(exp.stderr)")
+            #expect(try env.file("users.yml").contains("    default_project_ref: null\n"))
+            let flavors = try env.file("flavors.yml")
+            #expect(flavors.contains("    access_project_refs:\n    - domain_name: Default\n      name: \(tag)-kept\n      project_name: null\n    description"))
+        }
+    }
+
     @Test("a name mapping renames one project and every reference to it")
     func mapName() async throws {
         let tag = "osmt-idmap-\(Lab.randomHex())"
