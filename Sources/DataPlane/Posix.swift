@@ -78,7 +78,9 @@ final class VolumeHandle: @unchecked Sendable {
 
     /// Opens the O_DIRECT descriptor (best effort).
     func enableDirectIO(writable: Bool) {
-        if ProcessInfo.processInfo.environment["OSM_DIRECT_IO"] == "0" { return }
+        // OSM_DIRECT_IO=0 (never), =read / =write (only that side); default: both.
+        let knob = ProcessInfo.processInfo.environment["OSM_DIRECT_IO"] ?? "1"
+        if knob == "0" || (knob == "read" && writable) || (knob == "write" && !writable) { return }
         let d = Glibc.open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | LinuxConstants.oDirect)
         guard d >= 0 else { return }
         var st = stat()
