@@ -128,7 +128,8 @@ let package = Package(
         ),
         .testTarget(
             name: "LabTests",
-            dependencies: ["OpenStack", "Resources", "Engine", "Workloads", "DataPlane", "TestSupport"],
+            dependencies: ["OpenStack", "Resources", "Engine", "Workloads", "DataPlane", "TestSupport",
+                           .product(name: "Subprocess", package: "swift-subprocess")],
             swiftSettings: swift6
         ),
     ]

@@ -1,6 +1,13 @@
 import Foundation
 import OpenStack
+import Subprocess
 import TestSupport
+
+#if canImport(System)
+    import System
+#else
+    import SystemPackage
+#endif
 
 /// Seeding and checking servers for the workload migration tests.
 enum WorkloadLab {
@@ -47,8 +54,8 @@ enum WorkloadLab {
     }
 
     /// Write `count` MiB of bytes derived from `seed` at `offsetMiB` into a volume's data file.
-    static func fill(_ volumeID: String, seed: UInt64, offsetMiB: Int, count: Int) throws {
-        let path = try volumePath(volumeID)
+    static func fill(_ volumeID: String, seed: UInt64, offsetMiB: Int, count: Int) async throws {
+        let path = try await volumePath(volumeID)
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         defer { try? h.close() }
         try h.seek(toOffset: UInt64(offsetMiB) << 20)
@@ -67,29 +74,23 @@ enum WorkloadLab {
     }
 
     /// The host path of a volume's current data (`volpath` follows snapshot overlays).
-    static func volumePath(_ id: String) throws -> String {
-        let r = try run(oslab + "/volpath", [id])
+    static func volumePath(_ id: String) async throws -> String {
+        let r = try await run(oslab + "/volpath", [id])
         guard r.status == 0 else { throw TestFailure("volpath \(id): \(r.err)") }
         return r.out.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Are two volumes' contents identical? `qemu-img compare` reads raw files and qcow2 overlays alike.
-    static func identical(_ a: String, _ b: String) throws -> Bool {
-        try run("/usr/bin/qemu-img", ["compare", "-q", try volumePath(a), try volumePath(b)]).status == 0
+    static func identical(_ a: String, _ b: String) async throws -> Bool {
+        let pa = try await volumePath(a), pb = try await volumePath(b)
+        return try await run("/usr/bin/qemu-img", ["compare", "-q", pa, pb]).status == 0
     }
 
-    static func run(_ exe: String, _ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    static func run(_ exe: String, _ args: [String]) async throws -> (status: Int32, out: String, err: String) {
+        let r = try await Subprocess.run(.path(FilePath(exe)), arguments: Arguments(args), output: .string(limit: 1 << 20),
+                                         error: .string(limit: 1 << 20))
+        let status: Int32 = if case .exited(let c) = r.terminationStatus { c } else { -1 }
+        return (status, r.standardOutput ?? "", r.standardError ?? "")
     }
 
     /// Everything a project holds that a migration could leak: volumes, snapshots, images it owns, ports.

@@ -2,8 +2,15 @@ import Engine
 import Foundation
 import OpenStack
 import Resources
+import Subprocess
 import Testing
 import TestSupport
+
+#if canImport(System)
+    import System
+#else
+    import SystemPackage
+#endif
 
 /// Issue 5 on the lab: cold migration of fake-driver VMs through two conversion hosts (Nova
 /// servers plus private sshds on loopback), with their volumes' bytes compared on the lab host.
@@ -80,11 +87,11 @@ struct WorkloadMigrationTests {
             let d1 = try await WorkloadLab.volume(s, name: "bfv-data1", size: 1)
             let d2 = try await WorkloadLab.volume(s, name: "bfv-data2", size: 2)
             let d3 = try await WorkloadLab.volume(s, name: "img-data1", size: 1)
-            try WorkloadLab.fill(d1.id, seed: 1, offsetMiB: 0, count: 3)
-            try WorkloadLab.fill(d1.id, seed: 2, offsetMiB: 700, count: 1)
-            try WorkloadLab.fill(d2.id, seed: 3, offsetMiB: 0, count: 8)
-            try WorkloadLab.fill(d2.id, seed: 4, offsetMiB: 2000, count: 2)
-            try WorkloadLab.fill(d3.id, seed: 5, offsetMiB: 10, count: 1)
+            try await WorkloadLab.fill(d1.id, seed: 1, offsetMiB: 0, count: 3)
+            try await WorkloadLab.fill(d1.id, seed: 2, offsetMiB: 700, count: 1)
+            try await WorkloadLab.fill(d2.id, seed: 3, offsetMiB: 0, count: 8)
+            try await WorkloadLab.fill(d2.id, seed: 4, offsetMiB: 2000, count: 2)
+            try await WorkloadLab.fill(d3.id, seed: 5, offsetMiB: 10, count: 1)
             let vmBFV = try await WorkloadLab.server(s, name: "vm-bfv", network: env.network, securityGroup: "app-sg", key: "app-key",
                                                      bootVolume: boot.id, image: nil, data: [d1.id, d2.id], flavor: "1")
             let vmImg = try await WorkloadLab.server(s, name: "vm-img", network: env.network, securityGroup: "app-sg", key: "app-key",
@@ -127,7 +134,7 @@ struct WorkloadMigrationTests {
                 for (a, b) in zip(sa, da) {
                     let sv = try await s.get(Cinder.volumes, a.volumeID), dv = try await d.get(Cinder.volumes, b.volumeID)
                     #expect(sv.name == dv.name && sv.size == dv.size && sv.bootable == dv.bootable)
-                    #expect(try WorkloadLab.identical(sv.id, dv.id), "\(name) \(a.device ?? ""): volumes differ")
+                    #expect(try await WorkloadLab.identical(sv.id, dv.id), "\(name) \(a.device ?? ""): volumes differ")
                     #expect(dv.metadata?["os_migrate_digest"]?.hasPrefix("osm-sha256-chunked:") == true)
                 }
                 if name == "vm-img" { #expect(target.imageID == env.image) }
@@ -163,7 +170,7 @@ struct WorkloadMigrationTests {
             let s = env.s, d = env.d
             let boot = try await WorkloadLab.volume(s, name: "f-root", image: env.image)
             let data = try await WorkloadLab.volume(s, name: "f-data", size: 1)
-            try WorkloadLab.fill(data.id, seed: 9, offsetMiB: 0, count: 2)
+            try await WorkloadLab.fill(data.id, seed: 9, offsetMiB: 0, count: 2)
             let vm = try await WorkloadLab.server(s, name: "vm-fail", network: env.network, securityGroup: "app-sg", key: "app-key",
                                                   bootVolume: boot.id, image: nil, data: [data.id], flavor: "1")
             try await s.stopServer(vm)
@@ -198,7 +205,7 @@ struct WorkloadMigrationTests {
         try await Self.withEnv("wlk") { env in
             let s = env.s, d = env.d
             let data = try await WorkloadLab.volume(s, name: "k-data", size: 2)
-            try WorkloadLab.fill(data.id, seed: 11, offsetMiB: 0, count: 768)
+            try await WorkloadLab.fill(data.id, seed: 11, offsetMiB: 0, count: 768)
             let vm = try await WorkloadLab.server(s, name: "vm-kill", network: env.network, securityGroup: "app-sg", key: "app-key",
                                                   bootVolume: nil, image: env.image, data: [data.id], flavor: "1")
             try await s.stopServer(vm)
@@ -230,7 +237,7 @@ struct WorkloadMigrationTests {
             let target = try #require(try await d.named(Nova.servers, "vm-kill").first)
             let attached = try await d.volumeAttachments(server: target.id)
             #expect(attached.count == 1)
-            if let a = attached.first { #expect(try WorkloadLab.identical(data.id, a.volumeID)) }
+            if let a = attached.first { #expect(try await WorkloadLab.identical(data.id, a.volumeID)) }
             // Nothing leaked: the source is as before; the destination holds just the migrated VM.
             #expect(try await WorkloadLab.inventory(s) == srcBefore)
             let dstVolumes = try await d.list(Cinder.volumes).collect()
@@ -244,8 +251,8 @@ struct WorkloadMigrationTests {
         try await Self.withEnv("wlv") { env in
             let s = env.s, d = env.d
             let a = try await WorkloadLab.volume(s, name: "dv-data", size: 1)
-            try WorkloadLab.fill(a.id, seed: 21, offsetMiB: 0, count: 4)
-            try WorkloadLab.fill(a.id, seed: 22, offsetMiB: 900, count: 2)
+            try await WorkloadLab.fill(a.id, seed: 21, offsetMiB: 0, count: 4)
+            try await WorkloadLab.fill(a.id, seed: 22, offsetMiB: 900, count: 2)
             let exp = try await env.run(["export", "detached-volumes"])
             try #require(exp.exitCode == 0, "\(exp.stderr)")
             let imp = try await env.run(["import", "detached-volumes", "--json"])
@@ -254,7 +261,7 @@ struct WorkloadMigrationTests {
             let item = events.last { $0["event"]?.stringValue == "item" && $0["name"]?.stringValue == "dv-data" }
             #expect(item?["message"]?.stringValue == "created (1 GiB, data copied and verified)", "\(imp.stdout)")
             let target = try #require(try await d.named(Cinder.volumes, "dv-data").first)
-            #expect(try WorkloadLab.identical(a.id, target.id))
+            #expect(try await WorkloadLab.identical(a.id, target.id))
             #expect(target.metadata?["os_migrate_source_volume"] == a.id)
             #expect(target.metadata?["os_migrate_digest"]?.hasPrefix("osm-sha256-chunked:") == true)
             let sourceNow = try await s.get(Cinder.volumes, a.id)
@@ -270,36 +277,20 @@ struct WorkloadMigrationTests {
     /// Run the CLI; kill it and every process it started (SIGKILL) when `when` says so.
     /// Returns the event that triggered the kill, nil if the process ended first.
     static func runAndKill(_ args: [String], when: @escaping @Sendable (JSONValue) -> Bool) async throws -> JSONValue? {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CLIRunner.binaryPath)
-        p.arguments = args
-        var env = ProcessInfo.processInfo.environment
-        for k in env.keys where k.hasPrefix("OS_") { env[k] = nil }
-        p.environment = env
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let pid = p.processIdentifier
-        let handle = out.fileHandleForReading
-        var buffer = Data()
-        var trigger: JSONValue?
-        while trigger == nil {
-            let chunk = handle.availableData
-            if chunk.isEmpty { break }
-            buffer.append(chunk)
-            while let nl = buffer.firstIndex(of: 0x0A) {
-                let line = buffer[buffer.startIndex..<nl]
-                buffer = Data(buffer[buffer.index(after: nl)...])
-                if let v = try? JSONDecoder().decode(JSONValue.self, from: Data(line)), when(v) {
-                    trigger = v
-                    break
+        var overrides: [Environment.Key: String?] = [:]
+        for key in ProcessInfo.processInfo.environment.keys where key.hasPrefix("OS_") { overrides[Environment.Key(stringLiteral: key)] = .some(nil) }
+        let config = Configuration(executable: .path(FilePath(CLIRunner.binaryPath)), arguments: Arguments(args),
+                                   environment: Environment.inherit.updating(overrides))
+        let r = try await Subprocess.run(config, input: .none, output: .sequence, error: .discarded) { execution -> JSONValue? in
+            for try await line in execution.standardOutput.strings() {
+                if let v = try? JSONDecoder().decode(JSONValue.self, from: Data(line.utf8)), when(v) {
+                    killTree(execution.processIdentifier.value)
+                    return v
                 }
             }
+            return nil
         }
-        if trigger != nil { killTree(pid) }
-        p.waitUntilExit()
-        return trigger
+        return r.closureResult
     }
 
     /// SIGKILL a process and all its descendants (found through /proc), children first frozen.
