@@ -168,11 +168,11 @@ enum RemoteAgent {
     }
 
     /// Copies `executable` to the endpoint's cache directory (atomically: upload then rename), and
-    /// removes the other builds cached there that nothing has used for a day (each is ~100 MB;
+    /// removes the other builds cached there that nothing has run for two days (each is ~100 MB;
     /// one still running keeps working, since its file is only unlinked).
     static func upload(_ endpoint: SSHEndpoint, executable: String, buildID: String) throws {
         let script = "set -e; p=\"$1\"; d=$(dirname \"$p\"); mkdir -p \"$d\"; t=\"$p.upload.$$\"; cat > \"$t\"; chmod 755 \"$t\"; mv -f \"$t\" \"$p\"; "
-            + "find \"$d\" -maxdepth 1 -name 'os-migrate-*' ! -name \"$(basename \"$p\")\" ! -name '*.upload.*' -mmin +1440 -delete 2>/dev/null || true"
+            + "find \"$d\" -maxdepth 1 -name 'os-migrate-*' ! -name \"$(basename \"$p\")\" ! -name '*.upload.*' -amin +2880 -delete 2>/dev/null || true"
         let remote = "sh -c " + shellQuote(script) + " sh " + deployedPathExpression(endpoint, buildID: buildID)
         let fd = open(executable, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw DataPlaneError("cannot read the agent binary \(executable): \(errnoString(errno))") }
