@@ -20,8 +20,16 @@ public actor SharedTenant {
             users -= 1
             throw error
         }
-        defer { Task { await self.release() } }
-        return try await body(t)
+        // The last user purges the tenant before returning (a detached task could outlive the
+        // test process and leave the project behind).
+        do {
+            let result = try await body(t)
+            await release()
+            return result
+        } catch {
+            await release()
+            throw error
+        }
     }
 
     private func release() async {
