@@ -9,6 +9,13 @@ public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
     case signaled(Int32)
 
     public var succeeded: Bool { self == .exited(0) }
+    /// As a shell reports it: the exit code, or 128 + the signal.
+    public var code: Int32 {
+        switch self {
+        case .exited(let c): return c
+        case .signaled(let s): return 128 + s
+        }
+    }
     public var description: String {
         switch self {
         case .exited(let c): return "exit status \(c)"
@@ -18,16 +25,18 @@ public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// A child process with optional pipes to its stdin, stdout and stderr (posix_spawn; every pipe end
-/// is close-on-exec so concurrent spawns never leak each other's pipes).
-final class ChildProcess: @unchecked Sendable {
-    enum Stdio {
+/// is close-on-exec so concurrent spawns never leak each other's pipes; no Foundation `Process`,
+/// whose SIGCHLD handling does not mix with swift-subprocess in one process). Its calls block:
+/// use them from threads of their own, not from the cooperative pool.
+public final class ChildProcess: @unchecked Sendable {
+    public enum Stdio {
         case inherit
         case null
         case pipe
         case fd(Int32)  // a descriptor of ours to hand to the child (not closed)
     }
 
-    let pid: pid_t
+    public let pid: pid_t
     let argv: [String]
     private(set) var stdinFD: Int32
     let stdoutFD: Int32
@@ -37,8 +46,9 @@ final class ChildProcess: @unchecked Sendable {
     private var stderrTail: [UInt8] = []
     private var stderrDone = DispatchSemaphore(value: 0)
     private var stderrReader = false
+    private var stdoutPending: [UInt8] = []
 
-    init(argv: [String], stdin: Stdio, stdout: Stdio, stderr: Stdio, environment: [String: String]? = nil) throws {
+    public init(argv: [String], stdin: Stdio, stdout: Stdio, stderr: Stdio, environment: [String: String]? = nil) throws {
         self.argv = argv
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -117,7 +127,27 @@ final class ChildProcess: @unchecked Sendable {
         if stderrFD >= 0 { close(stderrFD) }
     }
 
-    func closeStdin() {
+    /// The next line of stdout (without the newline), nil at end of file.
+    public func readLine() -> String? {
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            if let nl = stdoutPending.firstIndex(of: 10) {
+                let line = String(decoding: stdoutPending[..<nl], as: UTF8.self)
+                stdoutPending.removeSubrange(...nl)
+                return line
+            }
+            let n = buf.withUnsafeMutableBytes { Glibc.read(stdoutFD, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 {
+                if stdoutPending.isEmpty { return nil }
+                defer { stdoutPending.removeAll() }
+                return String(decoding: stdoutPending, as: UTF8.self)
+            }
+            stdoutPending += buf[0..<n]
+        }
+    }
+
+    public func closeStdin() {
         lock.lock()
         defer { lock.unlock() }
         if stdinFD >= 0 {
@@ -127,7 +157,7 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// Collects stderr in the background, keeping the last 16 KiB; `line` is called for each line.
-    func collectStderr(line: (@Sendable (String) -> Void)? = nil) {
+    public func collectStderr(line: (@Sendable (String) -> Void)? = nil) {
         guard stderrFD >= 0 else { return }
         stderrReader = true
         let fd = stderrFD
@@ -157,7 +187,7 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// The collected stderr (waits for the reader to reach EOF, at most `timeout` seconds).
-    func stderrText(timeout: Double = 5) -> String {
+    public func stderrText(timeout: Double = 5) -> String {
         if stderrReader {
             if stderrDone.wait(timeout: .now() + timeout) == .success { stderrDone.signal() }
         }
@@ -167,12 +197,12 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// Last non-empty stderr line, without ssh's noise.
-    func lastStderrLine() -> String? {
+    public func lastStderrLine() -> String? {
         stderrText().split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
             .filter { !$0.isEmpty }.last
     }
 
-    func signal(_ sig: Int32) {
+    public func signal(_ sig: Int32) {
         lock.lock()
         let done = status != nil
         lock.unlock()
@@ -180,7 +210,7 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     @discardableResult
-    func wait() -> ExitStatus {
+    public func wait() -> ExitStatus {
         lock.lock()
         if let s = status {
             lock.unlock()
@@ -202,7 +232,7 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// Waits at most `timeout` seconds, then SIGKILLs.
-    func wait(timeout: Double) -> ExitStatus {
+    public func wait(timeout: Double) -> ExitStatus {
         let deadline = monotonicSeconds() + timeout
         while monotonicSeconds() < deadline {
             var raw: Int32 = 0

@@ -125,8 +125,10 @@ public final class CloudSession: Sendable {
         self.transport = transport
         self.logger = logger
         self.tls = try HTTPTransport.tlsConfiguration(for: profile)
+        // A short per-request timeout for the services must not starve authentication: Keystone
+        // under load can take seconds to issue a token.
         self.authenticator = Authenticator(profile: profile, transport: transport, tls: tls, logger: logger,
-                                           timeout: options.requestTimeout, counter: requests)
+                                           timeout: max(options.requestTimeout, 60), counter: requests)
     }
 
     // MARK: identity of the caller

@@ -268,19 +268,20 @@ actor AttachLocks {
 /// when the connection drops (the migrator died), never left behind.
 final class RemoteLock: @unchecked Sendable {
     static let path = "~/.cache/os-migrate/attach.lock"
-    private let child: SpawnedChild
+    private let child: ChildProcess
 
-    private init(child: SpawnedChild) { self.child = child }
+    private init(child: ChildProcess) { self.child = child }
 
     static func acquire(_ host: ConversionHost, timeout: Double) async throws -> RemoteLock {
         let script = "set -e; f=\(RemoteShell.path(path)); mkdir -p \"$(dirname \"$f\")\"; exec 9>>\"$f\"; "
             + "flock -w \(Int(max(1, timeout))) 9 || { echo TIMEOUT; exit 3; }; echo LOCKED; cat >/dev/null"
-        let child = try SpawnedChild.start(host.ssh.sshArguments() + [script])
+        let child = try ChildProcess(argv: host.ssh.sshArguments() + [script], stdin: .pipe, stdout: .pipe, stderr: .pipe)
+        child.collectStderr()
         let line = await onThread { child.readLine() ?? "" }
         if line == "LOCKED" { return RemoteLock(child: child) }
         child.closeStdin()
-        let status = await onThread { child.wait() }
-        let out = CommandOutput(status: status, stdout: line, stderr: child.readStderr())
+        let status = await onThread { child.wait().code }
+        let out = CommandOutput(status: status, stdout: line, stderr: child.stderrText())
         if let e = host.sshError(out) { throw e }
         if line == "TIMEOUT" {
             throw ConversionHostError(.volume, "\(host.label): the attach lock \(path) stayed taken for \(Int(timeout)) s")
@@ -292,144 +293,6 @@ final class RemoteLock: @unchecked Sendable {
         child.closeStdin()
         let c = child
         _ = await onThread { c.wait() }
-    }
-}
-
-@_silgen_name("pipe2")
-private func workloads_pipe2(_ fds: UnsafeMutablePointer<Int32>, _ flags: Int32) -> Int32
-
-/// A child process with pipes on stdin, stdout and stderr (posix_spawn; no Foundation `Process`,
-/// whose SIGCHLD handling does not mix with swift-subprocess in one process). Blocking calls:
-/// use them from `onThread`.
-final class SpawnedChild: @unchecked Sendable {
-    let pid: pid_t
-    private var stdinFD: Int32
-    private let stdoutFD: Int32
-    private let stderrFD: Int32
-    private let lock = NSLock()
-    private var status: Int32?
-    private var pending: [UInt8] = []
-
-    private init(pid: pid_t, stdin: Int32, stdout: Int32, stderr: Int32) {
-        self.pid = pid
-        stdinFD = stdin
-        stdoutFD = stdout
-        stderrFD = stderr
-    }
-
-    deinit {
-        closeStdin()
-        close(stdoutFD)
-        close(stderrFD)
-    }
-
-    static func start(_ argv: [String]) throws -> SpawnedChild {
-        var fds: [[Int32]] = []
-        for _ in 0..<3 {
-            var p: [Int32] = [-1, -1]
-            guard workloads_pipe2(&p, O_CLOEXEC) == 0 else {
-                for f in fds.flatMap({ $0 }) { close(f) }
-                throw ConversionHostError(.other, "pipe: \(String(cString: strerror(errno)))")
-            }
-            fds.append(p)
-        }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, fds[0][0], 0)
-        posix_spawn_file_actions_adddup2(&actions, fds[1][1], 1)
-        posix_spawn_file_actions_adddup2(&actions, fds[2][1], 2)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGPIPE)
-        sigaddset(&defaults, SIGINT)
-        sigaddset(&defaults, SIGTERM)
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attr, &mask)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        let cargs = argv.map { strdup($0) } + [nil]
-        defer { for p in cargs { free(p) } }
-        var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, argv[0], &actions, &attr, cargs, environ)
-        close(fds[0][0])
-        close(fds[1][1])
-        close(fds[2][1])
-        guard rc == 0 else {
-            close(fds[0][1])
-            close(fds[1][0])
-            close(fds[2][0])
-            throw ConversionHostError(.other, "cannot start \(argv[0]): error \(rc)")
-        }
-        return SpawnedChild(pid: pid, stdin: fds[0][1], stdout: fds[1][0], stderr: fds[2][0])
-    }
-
-    /// The next line of stdout (without the newline), nil at end of file. Blocking.
-    func readLine() -> String? {
-        var buf = [UInt8](repeating: 0, count: 256)
-        while true {
-            if let nl = pending.firstIndex(of: 10) {
-                let line = String(decoding: pending[..<nl], as: UTF8.self)
-                pending.removeSubrange(...nl)
-                return line
-            }
-            let n = buf.withUnsafeMutableBytes { read(stdoutFD, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 {
-                if pending.isEmpty { return nil }
-                defer { pending.removeAll() }
-                return String(decoding: pending, as: UTF8.self)
-            }
-            pending += buf[0..<n]
-        }
-    }
-
-    /// What the child wrote on stderr (after it exited).
-    func readStderr() -> String {
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while out.count < 65536 {
-            let n = buf.withUnsafeMutableBytes { read(stderrFD, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            out += buf[0..<n]
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    func closeStdin() {
-        lock.lock()
-        defer { lock.unlock() }
-        if stdinFD >= 0 {
-            close(stdinFD)
-            stdinFD = -1
-        }
-    }
-
-    /// Waits for the exit; the exit status (128 + signal when killed). Blocking.
-    func wait() -> Int32 {
-        lock.lock()
-        if let status {
-            lock.unlock()
-            return status
-        }
-        lock.unlock()
-        var raw: Int32 = 0
-        while waitpid(pid, &raw, 0) < 0 {
-            if errno != EINTR {
-                raw = 0xFF00
-                break
-            }
-        }
-        let s: Int32 = (raw & 0x7F) == 0 ? (raw >> 8) & 0xFF : 128 + (raw & 0x7F)
-        lock.lock()
-        status = s
-        lock.unlock()
-        return s
     }
 }
 

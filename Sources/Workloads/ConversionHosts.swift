@@ -851,10 +851,20 @@ public enum ConversionHosts {
         throw ConversionHostError(.unreachable, "\(host.label): SSH did not answer within \(Int(settings.sshTimeout)) s: \(lastProblem)")
     }
 
+    /// Read, change and replace the pinned keys under an exclusive lock: both sides deploy at
+    /// once (and several processes may share a data dir), so an unlocked read-modify-write could
+    /// lose the other side's pin.
     static func writePins(file: String, _ change: (String) -> String) throws {
+        let lockFD = open(file + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lockFD >= 0 else { throw ConversionHostError(.other, "cannot lock \(file): \(String(cString: strerror(errno)))") }
+        defer { close(lockFD) }
+        while flock(lockFD, LOCK_EX) != 0 {
+            if errno != EINTR { throw ConversionHostError(.other, "cannot lock \(file): \(String(cString: strerror(errno)))") }
+        }
+        defer { flock(lockFD, LOCK_UN) }
         let current = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
         let updated = change(current)
-        let tmp = file + ".tmp.\(getpid())"
+        let tmp = file + ".tmp.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
         guard FileManager.default.createFile(atPath: tmp, contents: Data(updated.utf8), attributes: [.posixPermissions: 0o600]),
               rename(tmp, file) == 0
         else {

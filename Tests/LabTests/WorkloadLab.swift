@@ -90,7 +90,7 @@ enum WorkloadLab {
         let r = try await Subprocess.run(.path(FilePath(exe)), arguments: Arguments(args), output: .string(limit: 1 << 20),
                                          error: .string(limit: 1 << 20))
         let status: Int32 = if case .exited(let c) = r.terminationStatus { c } else { -1 }
-        return (status, r.standardOutput ?? "", r.standardError ?? "")
+        return (status, r.standardOutput, r.standardError)
     }
 
     /// Everything a project holds that a migration could leak: volumes, snapshots, images it owns, ports.

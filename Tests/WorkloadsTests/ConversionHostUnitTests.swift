@@ -440,13 +440,14 @@ struct ConversionHostSSHTests {
             #expect(events[k].hasPrefix("in ") && events[k + 1] == "out " + events[k].dropFirst(3))
         }
         // Across processes: while another session holds the flock, ours waits.
-        let holder = try SpawnedChild.start(host.ssh.sshArguments()
-            + ["f=\"$HOME\"/.cache/os-migrate/attach.lock; exec 9>>\"$f\"; flock 9; echo held; sleep 2"])
+        let holder = try ChildProcess(argv: host.ssh.sshArguments()
+            + ["f=\"$HOME\"/.cache/os-migrate/attach.lock; exec 9>>\"$f\"; flock 9; echo held; sleep 2"],
+            stdin: .pipe, stdout: .pipe, stderr: .pipe)
         #expect(await onThread { holder.readLine() } == "held")
         let start = ContinuousClock.now
         try await host.withAttachLock(timeout: 60) {}
         #expect(ContinuousClock.now - start > .milliseconds(1200))
-        #expect(await onThread { holder.wait() } == 0)
+        #expect(await onThread { holder.wait() } == .exited(0))
     }
 }
 
