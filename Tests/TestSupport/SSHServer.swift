@@ -89,7 +89,7 @@ public final class SSHServer: @unchecked Sendable {
             try startDaemon()
             if waitUntilReady(timeout: 15) { return }
             lastError = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? lastError
-            stopProcess()
+            stopProcess(keepDirectory: true)
         }
         try? FileManager.default.removeItem(atPath: directory)
         throw StartError(description: "sshd did not start: \(lastError)")
@@ -127,13 +127,14 @@ public final class SSHServer: @unchecked Sendable {
 
     // MARK: internals
 
-    private func stopProcess() {
+    private func stopProcess(keepDirectory: Bool = false) {
         lock.lock()
         let p = pid, g = guardPid, fd = guardPipe
         pid = 0
         guardPid = 0
         guardPipe = -1
         lock.unlock()
+        if keepDirectory && g > 0 { kill(g, SIGKILL) }  // so the guard does not remove the keys
         if p > 0 { kill(p, SIGTERM) }
         if fd >= 0 { close(fd) }  // the guard reaps sshd and exits
         guard g > 0 else { return }
@@ -148,12 +149,14 @@ public final class SSHServer: @unchecked Sendable {
     }
 
     private func startDaemon() throws {
-        let script = "/usr/sbin/sshd -D -e -f \"$1\" </dev/null 2>>\"$2\" & p=$!; echo $p; read _; kill $p 2>/dev/null; wait $p"
+        // The guard also removes the directory: a server held in a static (never deinitialised) is
+        // cleaned up when the test process exits.
+        let script = "/usr/sbin/sshd -D -e -f \"$1\" </dev/null 2>>\"$2\" & p=$!; echo $p; read _; kill $p 2>/dev/null; wait $p; rm -rf \"$3\""
         var inPipe: [Int32] = [-1, -1], outPipe: [Int32] = [-1, -1]
         guard ssh_pipe2(&inPipe, O_CLOEXEC) == 0, ssh_pipe2(&outPipe, O_CLOEXEC) == 0 else {
             throw StartError(description: "pipe failed")
         }
-        let g = try SSHServer.spawn(["/bin/sh", "-c", script, "sh", directory + "/sshd_config", logFile],
+        let g = try SSHServer.spawn(["/bin/sh", "-c", script, "sh", directory + "/sshd_config", logFile, directory],
                                     stdin: inPipe[0], stdout: outPipe[1], stderrFile: logFile)
         close(inPipe[0])
         close(outPipe[1])

@@ -12,6 +12,9 @@ Run through run.sh (which builds the release binary). Environment knobs (all opt
   DROP_CACHES=1       drop the page cache before each timed run (needs root)
   KEEP_DISKS=0        keep the generated disks for the next run
   EXTRA="--streams 2" extra flags for one more "ours" row (empty: no extra row)
+  PRIORITY=1          run the race in its own cgroup (v1 cpu/cpuacct) with high cpu.shares; CPU s =
+                      that cgroup's CPU time (0: whole-machine busy time, no priority)
+  REPORT=path         where to write the markdown tables (default bench/transfer/last-run.md)
 """
 import json
 import os
@@ -406,7 +409,7 @@ def main():
                 for p in (inc, idst):
                     if os.path.exists(p):
                         os.unlink(p)
-                subprocess.run(["cp", "--sparse=always", src, inc], check=True)
+                subprocess.run(["cp", "--sparse=auto", src, inc], check=True)  # keeps holes as holes, zeros as data
                 fulls.append(row_ours(sshd, name, inc, idst, size, "full", "--state-dir", state, state=True, reps=1))
                 sames.append(row_ours(sshd, name, inc, idst, size, "unchanged", "--state-dir", state, state=True, reps=1))
                 k = change_chunks(inc, size, 0.01, 5 + rep)

@@ -9,7 +9,9 @@
 #
 # Needs: openssh-server openssh-client qemu-utils libnbd-bin python3 (INSTALL=1 apt-installs them).
 # Root is needed for sshd on a loopback port as root and for dropping the page cache.
-# Knobs (see bench.py): SCRATCH BIG_MIB DENSE_MIB DISKS REPS SECTIONS DROP_CACHES KEEP_DISKS EXTRA REPORT
+# Knobs (see bench.py): SCRATCH BIG_MIB DENSE_MIB DISKS REPS SECTIONS DROP_CACHES KEEP_DISKS EXTRA REPORT PRIORITY
+# (PRIORITY=1, the default, runs the race in its own cgroup v1 cpu group with high cpu.shares and
+# reports that group's CPU time, so a busy shared machine distorts it less).
 # Writes the tables to stdout and to bench/transfer/last-run.md.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
