@@ -88,6 +88,7 @@ let package = Package(
             name: "network-bench",
             dependencies: ["OpenStack", "TestSupport"],
             path: "bench/network",
+            exclude: ["RESULTS.md"],
             swiftSettings: swift6
         ),
         .target(

@@ -245,7 +245,8 @@ public struct CloudConfigLoader: Sendable {
         let profile = CloudProfile(
             name: name, origin: origin, authMethod: method, auth: auth,
             regionName: entry["region_name"].flatMap(scalarString),
-            interface: entry["interface"].flatMap(scalarString) ?? entry["endpoint_type"].flatMap(scalarString) ?? "public",
+            interface: (entry["interface"].flatMap(scalarString) ?? entry["endpoint_type"].flatMap(scalarString))
+                .map { $0.replacingOccurrences(of: "URL", with: "") } ?? "public",
             verifyTLS: verify, caCertFile: cacert,
             clientCertFile: entry["cert"].flatMap(scalarString), clientKeyFile: entry["key"].flatMap(scalarString),
             endpointOverrides: overrides, apiVersions: versions)

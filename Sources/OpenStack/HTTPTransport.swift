@@ -106,7 +106,7 @@ public struct RetryPolicy: Sendable {
 
     public static let none = RetryPolicy(maxAttempts: 1)
 
-    /// Exponential backoff with full jitter: uniform in [0, min(max, base * 2^attempt)].
+    /// Exponential backoff with jitter: uniform in [cap/2, cap], cap = min(max, base * 2^attempt).
     public func delay(afterAttempt attempt: Int) -> Double {
         let cap = min(maxDelay, baseDelay * pow(2, Double(attempt)))
         return Double.random(in: (cap / 2)...max(cap, cap / 2 + 0.001))

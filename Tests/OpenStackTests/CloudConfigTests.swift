@@ -56,6 +56,18 @@ import Testing
         }
     }
 
+    @Test func endpointTypeInTheOldFormIsTheInterface() throws {
+        try withTempDir { dir in
+            let path = try dir.write("clouds.yaml", """
+                clouds:
+                  old:
+                    auth: {auth_url: https://k.example/v3, username: u, password: p, project_name: t}
+                    endpoint_type: internalURL
+                """)
+            #expect(try loader(dir, env: ["OS_CLIENT_CONFIG_FILE": path]).load(cloud: "old").interface == "internal")
+        }
+    }
+
     @Test func verifyWithAPathIsTheCABundle() throws {
         try withTempDir { dir in
             let path = try dir.write("clouds.yaml", """
