@@ -220,20 +220,11 @@ public final class CloudSession: Sendable {
         let policy = options.retry
         while true {
             let token = try await authenticator.token()
-            var req = HTTPClientRequest(url: url)
-            req.method = request.method
-            req.headers.add(name: "X-Auth-Token", value: token.value)
-            req.headers.add(name: "Accept", value: "application/json")
-            req.headers.add(name: "User-Agent", value: Self.userAgent)
+            var req = httpRequest(request, url: url, endpoint: ep, token: token)
             if let bodyData {
-                req.headers.add(name: "Content-Type", value: "application/json")
+                req.headers.replaceOrAdd(name: "Content-Type", value: request.headers["Content-Type"] ?? "application/json")
                 req.body = .bytes(ByteBuffer(data: bodyData))
             }
-            if let mv = request.microversion ?? ep.microversion {
-                Self.addMicroversion(service: ep.service, version: mv, to: &req.headers)
-            }
-            for (k, v) in request.headers { req.headers.replaceOrAdd(name: k, value: v) }
-            req.tlsConfiguration = tls
             let start = ContinuousClock.now
             requests.record(method: request.method.rawValue)
             let timeout = request.timeout ?? options.requestTimeout
@@ -289,6 +280,21 @@ public final class CloudSession: Sendable {
                                  url: url, requestID: result.requestID,
                                  message: OpenStackError.serviceMessage(from: result.body))
         }
+    }
+
+    /// The HTTP request for an API call: token, headers, microversion, the caller's headers, TLS.
+    func httpRequest(_ request: APIRequest, url: String, endpoint ep: ServiceEndpoint, token: AuthToken) -> HTTPClientRequest {
+        var req = HTTPClientRequest(url: url)
+        req.method = request.method
+        req.headers.add(name: "X-Auth-Token", value: token.value)
+        req.headers.add(name: "Accept", value: "application/json")
+        req.headers.add(name: "User-Agent", value: Self.userAgent)
+        if let mv = request.microversion ?? ep.microversion {
+            Self.addMicroversion(service: ep.service, version: mv, to: &req.headers)
+        }
+        for (k, v) in request.headers { req.headers.replaceOrAdd(name: k, value: v) }
+        req.tlsConfiguration = tls
+        return req
     }
 
     /// Send and decode the JSON body (optionally the value under `key`).

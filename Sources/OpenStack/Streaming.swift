@@ -173,12 +173,7 @@ extension CloudSession {
         let policy = options.retry
         while true {
             let token = try await authenticator.token()
-            var req = HTTPClientRequest(url: url)
-            req.method = request.method
-            req.headers.add(name: "X-Auth-Token", value: token.value)
-            req.headers.add(name: "User-Agent", value: Self.userAgent)
-            for (k, v) in request.headers { req.headers.replaceOrAdd(name: k, value: v) }
-            req.tlsConfiguration = tls
+            let req = httpRequest(request, url: url, endpoint: ep, token: token)
             requests.record(method: request.method.rawValue)
             let response: HTTPClientResponse
             do {
@@ -225,14 +220,9 @@ extension CloudSession {
         let ep = try await endpoint(request.service)
         let url = Self.join(ep.url, request.path, request.query)
         let token = try await authenticator.token()
-        var req = HTTPClientRequest(url: url)
-        req.method = request.method
-        req.headers.add(name: "X-Auth-Token", value: token.value)
-        req.headers.add(name: "User-Agent", value: Self.userAgent)
-        req.headers.add(name: "Content-Type", value: contentType)
-        for (k, v) in request.headers { req.headers.replaceOrAdd(name: k, value: v) }
+        var req = httpRequest(request, url: url, endpoint: ep, token: token)
+        req.headers.replaceOrAdd(name: "Content-Type", value: contentType)
         req.body = .stream(body, length: .known(length))
-        req.tlsConfiguration = tls
         requests.record(method: request.method.rawValue)
         let start = ContinuousClock.now
         let result: HTTPResult
