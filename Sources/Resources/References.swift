@@ -133,12 +133,8 @@ public actor ReferenceBuilder {
     public init(session: CloudSession) async throws {
         self.session = session
         self.index = CloudIndex(session: session)
-        let token = try await session.authenticate()
-        guard let p = token.projectID else {
-            throw ConfigError("cloud '\(session.profile.name)': the token is not project-scoped")
-        }
-        projectID = p
-        userID = token.userID
+        projectID = try await session.currentProjectID
+        userID = try await session.currentUserID
     }
 
     /// The reference for `id`, or null for no id.
@@ -225,12 +221,8 @@ public actor ReferenceResolver {
     public init(session: CloudSession) async throws {
         self.session = session
         self.index = CloudIndex(session: session)
-        let token = try await session.authenticate()
-        guard let p = token.projectID else {
-            throw ConfigError("cloud '\(session.profile.name)': the token is not project-scoped")
-        }
-        projectID = p
-        userID = token.userID
+        projectID = try await session.currentProjectID
+        userID = try await session.currentUserID
     }
 
     /// Tell the resolver about a resource that now exists (or will, in a dry run).
