@@ -144,13 +144,17 @@ struct WorkloadRun: Sendable {
     }
 
     func attachSource() async throws {
-        let h = try hosts()
-        for (_, v) in copied {
-            let vid = try stagedVolume(v)
-            let role = "src-attach:\(vid)"
-            try ledger.record(id, cloud: .src, kind: "attachment", role: role, id: vid, detail: ["host": h.src.serverID])
-            let path = try await h.src.attach(volumeID: vid, session: src, timeout: timeout)
-            try ledger.record(id, cloud: .src, kind: "attachment", role: role, id: vid, detail: ["host": h.src.serverID, "path": path])
+        try await attach(try hosts().src, session: src, side: .src, volumes: copied.map { try stagedVolume($0.volume) })
+    }
+
+    /// Attach volumes to a conversion host; the attachment is recorded before it is made (so a
+    /// kill in between is still undone), then again with the path the volume has on the host.
+    func attach(_ host: ConversionHost, session: CloudSession, side: CloudSide, volumes: [String]) async throws {
+        for vid in volumes {
+            let role = "\(side.rawValue)-attach:\(vid)"
+            try ledger.record(id, cloud: side, kind: "attachment", role: role, id: vid, detail: ["host": host.serverID])
+            let path = try await host.attach(volumeID: vid, session: session, timeout: timeout)
+            try ledger.record(id, cloud: side, kind: "attachment", role: role, id: vid, detail: ["host": host.serverID, "path": path])
         }
     }
 
@@ -184,14 +188,7 @@ struct WorkloadRun: Sendable {
     }
 
     func attachDestination() async throws {
-        let h = try hosts()
-        for (i, _) in copied {
-            let vid = try destinationVolume(i)
-            let role = "dst-attach:\(vid)"
-            try ledger.record(id, cloud: .dst, kind: "attachment", role: role, id: vid, detail: ["host": h.dst.serverID])
-            let path = try await h.dst.attach(volumeID: vid, session: dst, timeout: timeout)
-            try ledger.record(id, cloud: .dst, kind: "attachment", role: role, id: vid, detail: ["host": h.dst.serverID, "path": path])
-        }
+        try await attach(try hosts().dst, session: dst, side: .dst, volumes: copied.map { try destinationVolume($0.index) })
     }
 
     func copy() async throws {
