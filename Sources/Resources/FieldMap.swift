@@ -157,6 +157,23 @@ public struct FieldMap: Sendable {
         params.filter { p in field(p)?.onUpdate == .immutable }
     }
 
+    /// What to do with a resource that exists: nothing when it is as described; a failure that
+    /// names the fixed fields that differ (never a silent "changed"); else an update of just the
+    /// fields that differ. `extra`: differences and notes the map cannot see (compound params).
+    public func step(id: String, desired: ResourceRecord, current: JSONObject, extra: (fields: [String], notes: [String]) = ([], []),
+                     update: @escaping @Sendable ([String]) async throws -> Void) -> ImportStep
+    {
+        let diffs = (differences(desired: desired.params, current: current) + extra.fields).sorted()
+        let note = extra.notes.isEmpty ? nil : extra.notes.joined(separator: "; ")
+        if diffs.isEmpty { return .ok(id: id, note: note) }
+        let fixed = immutable(diffs)
+        if !fixed.isEmpty {
+            return .fail(reason: "differs in fields that cannot change after creation: "
+                + fixed.map { KindSupport.describe($0, current: current[$0], desired: desired.params[$0]) }.joined(separator: ", "))
+        }
+        return .update(id: id, fields: diffs) { try await update(diffs) }
+    }
+
     // MARK: create and update bodies
 
     /// The create body: every managed param the record has, refs resolved.

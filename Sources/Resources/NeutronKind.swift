@@ -87,16 +87,7 @@ extension NeutronKind {
     public static func compare(_ record: ResourceRecord, _ object: JSONObject, _ ctx: ImportContext) async throws -> ImportStep {
         guard let id = object["id"]?.stringValue else { return .fail(reason: "destination \(singular) has no id") }
         let current = try await Self.record(from: object, refs: ctx.current).params
-        let extra = extraDifferences(record, current, ctx)
-        let diffs = (fieldMap.differences(desired: record.params, current: current) + extra.fields).sorted()
-        let note = extra.notes.isEmpty ? nil : extra.notes.joined(separator: "; ")
-        if diffs.isEmpty { return .ok(id: id, note: note) }
-        let fixed = fieldMap.immutable(diffs)
-        if !fixed.isEmpty {
-            let detail = fixed.map { "\($0) (destination \((current[$0] ?? .null).jsonString()), file \((record.params[$0] ?? .null).jsonString()))" }
-            return .fail(reason: "differs in fields that cannot change after creation: " + detail.joined(separator: ", "))
-        }
-        return .update(id: id, fields: diffs) {
+        return fieldMap.step(id: id, desired: record, current: current, extra: extraDifferences(record, current, ctx)) { diffs in
             var body = try await fieldMap.updateBody(diffs, record, ctx)
             try await prepareUpdate(&body, diffs, record, ctx)
             if !body.isEmpty {

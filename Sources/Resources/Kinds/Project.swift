@@ -75,16 +75,8 @@ public enum ProjectKind: ResourceKind {
             return .create(detail: "") { try await create(record, domain: domain, ctx) }
         }
         let currentParams = try await fieldMap.params(from: current, refs: ctx.current)
-        let diffs = fieldMap.differences(desired: record.params, current: currentParams)
-        if diffs.isEmpty { return .ok(id: id) }
-        let fixed = fieldMap.immutable(diffs)
-        if !fixed.isEmpty {
-            return .fail(reason: "differs in fields that cannot change after creation: "
-                + fixed.map { KindSupport.describe($0, current: currentParams[$0], desired: record.params[$0]) }.joined(separator: ", "))
-        }
-        return .update(id: id, fields: diffs) {
-            let body = try await fieldMap.updateBody(diffs, record, ctx)
-            _ = try await ctx.session.update(Keystone.projects, id, body)
+        return fieldMap.step(id: id, desired: record, current: currentParams) { diffs in
+            _ = try await ctx.session.update(Keystone.projects, id, try await fieldMap.updateBody(diffs, record, ctx))
         }
     }
 

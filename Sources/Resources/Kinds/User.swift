@@ -76,14 +76,7 @@ public enum UserKind: ResourceKind {
             }
         }
         let currentParams = try await params(current, refs: ctx.current, ctx.logger)
-        let diffs = fieldMap.differences(desired: record.params, current: currentParams)
-        if diffs.isEmpty { return .ok(id: id) }
-        let fixed = fieldMap.immutable(diffs)
-        if !fixed.isEmpty {
-            return .fail(reason: "differs in fields that cannot change after creation: "
-                + fixed.map { KindSupport.describe($0, current: currentParams[$0], desired: record.params[$0]) }.joined(separator: ", "))
-        }
-        return .update(id: id, fields: diffs) {
+        return fieldMap.step(id: id, desired: record, current: currentParams) { diffs in
             _ = try await ctx.session.update(Keystone.users, id, try await fieldMap.updateBody(diffs, record, ctx))
         }
     }
