@@ -101,9 +101,16 @@ public final class WorkloadMigrator: Sendable {
         }
         do {
             let entry = try ledger.workload(plan.sourceID)
-            // Done before: as long as the destination server is there, nothing to do.
+            // Done before: as long as the destination server is there, nothing to do but finish a
+            // source cleanup that failed.
             if let entry, entry.state == .done, let d = entry.destinationID, try await dst.find(Nova.servers, id: d) != nil {
-                return result(name, .ok, "already migrated (destination server \(d))", id: d)
+                let run = WorkloadRun(migrator: self, plan: plan, resolver: resolver)
+                if run.leftovers().isEmpty { return result(name, .ok, "already migrated (destination server \(d))", id: d) }
+                try await run.cleanupSource()
+                let left = run.leftovers()
+                if left.isEmpty { return result(name, .changed, "already migrated; source cleanup finished", action: "cleaned", id: d) }
+                return result(name, .failed, "already migrated; source cleanup still incomplete: "
+                    + left.map { "\($0.kind) \($0.resourceID)" }.joined(separator: ", "), id: d)
             }
             let resuming = entry?.state == .running
             if !resuming {
@@ -114,7 +121,7 @@ public final class WorkloadMigrator: Sendable {
             guard let source = try await src.find(Nova.servers, id: plan.sourceID) else {
                 return result(name, .failed, "source server \(plan.sourceID) not found")
             }
-            if source.status != "SHUTOFF" && !(resuming && source.status == "SHUTOFF") {
+            if source.status != "SHUTOFF" {
                 if !options.stopSource {
                     return result(name, .skipped, "source is \(source.status): stop it or pass --stop-source")
                 }

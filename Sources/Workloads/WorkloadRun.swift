@@ -376,15 +376,21 @@ struct WorkloadRun: Sendable {
 
     /// Success: temporaries deleted, data volumes back on the source VM (which stays stopped),
     /// everything in the destination kept.
+    ///
+    /// The workload is in the destination by now: what cannot be cleaned up is not a reason to
+    /// undo the migration. It stays in the ledger (`report` lists it) and the next run tries again.
     func cleanupSource() async throws {
-        var problems: [String] = []
-        await undoSource(&problems)
-        if !problems.isEmpty {
-            throw OpenStackError(kind: .waitFailed, service: "cleanup", message: problems.joined(separator: "; "))
-        }
         for r in try ledger.resources(id, state: .created) where r.cloud == CloudSide.dst.rawValue {
             try ledger.setState(r, .kept)
         }
+        var problems: [String] = []
+        await undoSource(&problems)
+        for p in problems { try? ledger.log(id, step: MigrationStep.cleanup.rawValue, p) }
+    }
+
+    /// Source resources the migration still has to clean up (a cleanup that failed).
+    func leftovers() -> [Ledger.Resource] {
+        ((try? ledger.resources(id, state: .created)) ?? []).filter { $0.cloud == CloudSide.src.rawValue }
     }
 
     // MARK: undo
@@ -510,6 +516,7 @@ struct WorkloadRun: Sendable {
 
     func summary() -> String {
         let copies = (try? ledger.copies(id)) ?? []
+        let left = leftovers()
         let server = (try? ledger.workload(id)?.destinationID) ?? nil
         func gib(_ b: Int64) -> String { String(format: "%.2f GiB", Double(b) / Double(1 << 30)) }
         var s = "migrated to server \(server ?? "?")"
@@ -518,6 +525,10 @@ struct WorkloadRun: Sendable {
             let wire = copies.reduce(Int64(0)) { $0 + $1.bytesOnWire }
             let zero = copies.reduce(Int64(0)) { $0 + $1.bytesZero }
             s += ": \(copies.count) volume(s), \(gib(size)) verified (\(gib(zero)) zero, \(gib(wire)) on the wire)"
+        }
+        if !left.isEmpty {
+            s += "; source cleanup incomplete (\(left.map { "\($0.kind) \($0.resourceID)" }.joined(separator: ", "))): "
+                + "the next run tries again, `os-migrate report` lists them"
         }
         return s
     }
