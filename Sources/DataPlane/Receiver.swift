@@ -55,10 +55,11 @@ final class ReceiveSession: @unchecked Sendable {
     private var geometry: VolumeGeometry!
     private var scheme: DigestScheme!
     private var journal: StateJournal?
-    private var map: ChunkMap!
     private var targetKnownZero = false
     private var zeroFrom: UInt64 = .max
 
+    // Guarded by `cond` once the reader and worker threads run (read it with `mapEntry`/`currentMap`).
+    private var map: ChunkMap!
     // Guarded by `cond`.
     private var completion = ReceivePlan.Completion(chunkCount: 0)
     private var targetDigests: [ChunkDigest] = []
@@ -296,6 +297,13 @@ final class ReceiveSession: @unchecked Sendable {
         cond.lock()
         defer { cond.unlock() }
         return map
+    }
+
+    /// One entry of the map; workers write it (under `cond`) while readers and other workers read it.
+    private func mapEntry(_ index: Int) -> ChunkMap.Entry {
+        cond.lock()
+        defer { cond.unlock() }
+        return map[index]
     }
 
     private func wireBytes() -> UInt64 {
@@ -545,7 +553,7 @@ final class ReceiveSession: @unchecked Sendable {
                     guard config.mode == .copy else { throw ProtocolError("unexpected match") }
                     var i = first
                     for _ in 0..<count {
-                        guard case .data(let claimed) = map[i] else { throw ProtocolError("match for chunk \(i), which was not in the have-list") }
+                        guard case .data(let claimed) = mapEntry(i) else { throw ProtocolError("match for chunk \(i), which was not in the have-list") }
                         queue.push(.verify(stream: s.index, index: i, expected: claimed, reuse: true))
                         i += streamCount
                     }
@@ -766,7 +774,7 @@ final class ReceiveSession: @unchecked Sendable {
                 i += stride
                 continue
             }
-            var action = ReceivePlan.onZero(entry: map[i], targetKnownZero: knownZero(off, len))
+            var action = ReceivePlan.onZero(entry: mapEntry(i), targetKnownZero: knownZero(off, len))
             if action == .verifyZero {
                 action = try targetChunkIsZero(i, scratch: scratch) ? .skip : .zero
             }
