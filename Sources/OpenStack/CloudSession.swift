@@ -177,34 +177,59 @@ public final class CloudSession: Sendable {
         while url.hasSuffix("/") { url.removeLast() }
         let split = VersionDiscovery.split(url)
         var versions: [VersionDiscovery.Version] = []
+        var failure: String?
         let needsDoc = split.version == nil || service == ServiceType.compute || service == ServiceType.blockStorage
         if needsDoc, service != ServiceType.identity {
-            versions = (try? await fetchVersions(root: split.root, service: service)) ?? []
+            // Through the same retrying path as every call: a 503 or a reset while the service
+            // restarts must not silently cost us the microversion.
+            (versions, failure) = await fetchVersions(root: split.root, version: split.version, service: service)
         }
         if split.version == nil {
             url = VersionDiscovery.versionedURL(root: split.root, service: service, versions: versions, projectID: projectID)
+            if let failure { logger.warning("\(service): version discovery failed (\(failure)); using \(url)") }
         }
         var ep = ServiceEndpoint(service: service, url: url)
-        if let wanted = profile.apiVersions[service] ?? Self.defaultMicroversions[service] {
+        let configured = profile.apiVersions[service]
+        if let wanted = configured ?? Self.defaultMicroversions[service] {
             let major = VersionDiscovery.split(url).version ?? ""
             let doc = versions.first { VersionDiscovery.sameMajor($0.id, major) && $0.version != nil && !($0.version ?? "").isEmpty }
             ep.maxMicroversion = doc?.version
-            ep.microversion = VersionDiscovery.negotiate(wanted: wanted, max: doc?.version, min: doc?.minVersion)
+            if doc == nil, let failure {
+                // Without the service's range, our default could be one it rejects (an older
+                // cloud): send no microversion (the service's minimum) unless the user chose one.
+                ep.microversion = configured
+                let what = configured.map { "sending the configured microversion \($0)" }
+                    ?? "sending no microversion header (the service's minimum); set \(service.replacingOccurrences(of: "-", with: "_"))_api_version in clouds.yaml to choose one"
+                logger.warning("\(service): version discovery failed (\(failure)); \(what)")
+            } else {
+                ep.microversion = VersionDiscovery.negotiate(wanted: wanted, max: doc?.version, min: doc?.minVersion)
+            }
         }
         logger.debug("endpoint \(service): \(ep.url)\(ep.microversion.map { " microversion \($0)" } ?? "")")
         return ep
     }
 
-    private func fetchVersions(root: String, service: String) async throws -> [VersionDiscovery.Version] {
-        var req = HTTPClientRequest(url: root + "/")
-        req.method = .GET
-        req.headers.add(name: "Accept", value: "application/json")
-        req.headers.add(name: "User-Agent", value: Self.userAgent)
-        req.tlsConfiguration = tls
-        requests.record(method: "GET")
-        let resp = try await transport.client.execute(req, timeout: .seconds(30))
-        let data = Data(buffer: try await resp.body.collect(upTo: 4 << 20))
-        return VersionDiscovery.parse(data)
+    /// The service's version documents: from its root, else (a root that is not routed, as
+    /// behind some proxies) from the versioned URL itself. Never throws: returns what it found
+    /// and, when that is nothing, why.
+    func fetchVersions(root: String, version: String?, service: String) async -> ([VersionDiscovery.Version], String?) {
+        var tried: [String] = []
+        var candidates = [root]
+        if let version { candidates.append(root + "/" + version) }
+        for base in candidates {
+            do {
+                // Keystone and Glance answer their root with 300 Multiple Choices.
+                let r = try await perform(APIRequest(service, .GET, "/", timeout: min(30, options.requestTimeout),
+                                                     acceptedStatuses: [300]), url: base + "/",
+                                          endpoint: ServiceEndpoint(service: service, url: base))
+                let v = VersionDiscovery.parse(r.body)
+                if !v.isEmpty { return (v, nil) }
+                tried.append("\(URLRedaction.redact(base + "/")): no version document")
+            } catch {
+                tried.append("\(error)")
+            }
+        }
+        return ([], tried.joined(separator: "; "))
     }
 
     // MARK: sending
@@ -212,7 +237,11 @@ public final class CloudSession: Sendable {
     /// Send a request; non-2xx answers (other than `acceptedStatuses`) throw `OpenStackError`.
     public func send(_ request: APIRequest) async throws -> HTTPResult {
         let ep = try await endpoint(request.service)
-        let url = Self.join(ep.url, request.path, request.query)
+        return try await perform(request, url: Self.join(ep.url, request.path, request.query), endpoint: ep)
+    }
+
+    /// Send to a full URL with the retry, re-authentication and error rules of every call.
+    func perform(_ request: APIRequest, url: String, endpoint ep: ServiceEndpoint) async throws -> HTTPResult {
         let bodyData = try request.body.map { try $0.jsonData() }
         var attempt = 0
         var connectFailures = 0
