@@ -171,7 +171,80 @@ public struct CloudConfigLoader: Sendable {
                 origin += " + \(securePath)"
             }
         }
-        return try Self.profile(fromCloudEntry: entry, name: name, origin: origin)
+        return try applyEnvironmentOverrides(to: Self.profile(fromCloudEntry: entry, name: name, origin: origin))
+    }
+
+    /// OS_* variable -> keystoneauth `auth` key, as the `openstack` CLI maps them.
+    static let authVariables: [(String, String)] = [
+        ("OS_AUTH_URL", "auth_url"), ("OS_USERNAME", "username"), ("OS_USER_ID", "user_id"),
+        ("OS_PASSWORD", "password"), ("OS_PROJECT_NAME", "project_name"), ("OS_TENANT_NAME", "project_name"),
+        ("OS_PROJECT_ID", "project_id"), ("OS_TENANT_ID", "project_id"),
+        ("OS_USER_DOMAIN_NAME", "user_domain_name"), ("OS_USER_DOMAIN_ID", "user_domain_id"),
+        ("OS_PROJECT_DOMAIN_NAME", "project_domain_name"), ("OS_PROJECT_DOMAIN_ID", "project_domain_id"),
+        ("OS_DOMAIN_NAME", "domain_name"), ("OS_DOMAIN_ID", "domain_id"),
+        ("OS_APPLICATION_CREDENTIAL_ID", "application_credential_id"),
+        ("OS_APPLICATION_CREDENTIAL_NAME", "application_credential_name"),
+        ("OS_APPLICATION_CREDENTIAL_SECRET", "application_credential_secret"),
+        ("OS_TOKEN", "token"),
+    ]
+
+    /// The OS_* variables over a named cloud, as `openstack --os-cloud NAME` applies them (its
+    /// options default to the variables, and options win over clouds.yaml): `OS_PASSWORD`
+    /// completes a Horizon clouds.yaml that has none; the others replace the entry's values (an
+    /// id still wins over a name in the token request, as in keystoneauth). They apply to every
+    /// named cloud of the run, source and destination alike. The origin names the variables used, so an error says where a value came from.
+    public func applyEnvironmentOverrides(to profile: CloudProfile) throws -> CloudProfile {
+        var p = profile
+        var used: [String] = []
+        func value(_ key: String) -> String? {
+            guard let v = environment[key], !v.isEmpty else { return nil }
+            return v
+        }
+        var setKeys: Set<String> = []
+        for (envKey, authKey) in Self.authVariables where !setKeys.contains(authKey) {
+            guard let v = value(envKey) else { continue }
+            p.auth[authKey] = v
+            setKeys.insert(authKey)
+            used.append(envKey)
+        }
+        if let v = value("OS_AUTH_TYPE") {
+            p.authMethod = try CloudProfile.authMethod(from: v, origin: "OS_AUTH_TYPE", cloud: profile.name)
+            used.append("OS_AUTH_TYPE")
+        }
+        if let v = value("OS_REGION_NAME") {
+            p.regionName = v
+            used.append("OS_REGION_NAME")
+        }
+        if let v = value("OS_INTERFACE") ?? value("OS_ENDPOINT_TYPE") {
+            p.interface = v.replacingOccurrences(of: "URL", with: "")
+            used.append(value("OS_INTERFACE") != nil ? "OS_INTERFACE" : "OS_ENDPOINT_TYPE")
+        }
+        if let v = value("OS_CACERT") {
+            p.caCertFile = v
+            used.append("OS_CACERT")
+        }
+        if let v = value("OS_CERT") {
+            p.clientCertFile = v
+            used.append("OS_CERT")
+        }
+        if let v = value("OS_KEY") {
+            p.clientKeyFile = v
+            used.append("OS_KEY")
+        }
+        if let v = value("OS_INSECURE") {
+            p.verifyTLS = !["true", "1", "yes"].contains(v.lowercased())
+            used.append("OS_INSECURE")
+        }
+        if let v = value("OS_COMPUTE_API_VERSION") {
+            p.apiVersions["compute"] = v
+            used.append("OS_COMPUTE_API_VERSION")
+        }
+        if let v = value("OS_VOLUME_API_VERSION") {
+            p.apiVersions["block-storage"] = v
+            used.append("OS_VOLUME_API_VERSION")
+        }
+        if !used.isEmpty { p.origin += " + " + used.joined(separator: ", ") }
+        return p
     }
 
     func readClouds(_ path: String) throws -> JSONObject {
@@ -260,18 +333,7 @@ public struct CloudConfigLoader: Sendable {
     public func environmentProfile() throws -> CloudProfile? {
         let env = environment
         guard let url = env["OS_AUTH_URL"], !url.isEmpty else { return nil }
-        let mapping: [(String, String)] = [
-            ("OS_AUTH_URL", "auth_url"), ("OS_USERNAME", "username"), ("OS_USER_ID", "user_id"),
-            ("OS_PASSWORD", "password"), ("OS_PROJECT_NAME", "project_name"), ("OS_TENANT_NAME", "project_name"),
-            ("OS_PROJECT_ID", "project_id"), ("OS_TENANT_ID", "project_id"),
-            ("OS_USER_DOMAIN_NAME", "user_domain_name"), ("OS_USER_DOMAIN_ID", "user_domain_id"),
-            ("OS_PROJECT_DOMAIN_NAME", "project_domain_name"), ("OS_PROJECT_DOMAIN_ID", "project_domain_id"),
-            ("OS_DOMAIN_NAME", "domain_name"), ("OS_DOMAIN_ID", "domain_id"),
-            ("OS_APPLICATION_CREDENTIAL_ID", "application_credential_id"),
-            ("OS_APPLICATION_CREDENTIAL_NAME", "application_credential_name"),
-            ("OS_APPLICATION_CREDENTIAL_SECRET", "application_credential_secret"),
-            ("OS_TOKEN", "token"),
-        ]
+        let mapping = Self.authVariables
         var auth: [String: String] = [:]
         for (envKey, authKey) in mapping where auth[authKey] == nil {
             if let v = env[envKey], !v.isEmpty { auth[authKey] = v }

@@ -195,6 +195,52 @@ import Testing
         }
     }
 
+    /// `openstack --os-cloud x` with OS_PASSWORD exported: Horizon's clouds.yaml has no password.
+    @Test func osVariablesApplyOverANamedCloud() throws {
+        try withTempDir { dir in
+            let path = try dir.write("clouds.yaml", """
+                clouds:
+                  openstack:
+                    auth:
+                      auth_url: https://keystone.example:5000
+                      username: "alice"
+                      project_id: 0123abcd
+                      project_name: "tenant-a"
+                      user_domain_name: "Default"
+                    region_name: "RegionOne"
+                    interface: "public"
+                    identity_api_version: 3
+                """)
+            // Without the variable the entry lacks a password.
+            let bare = try loader(dir, env: ["OS_CLIENT_CONFIG_FILE": path]).load(cloud: "openstack")
+            #expect(errorText { try bare.validate() } == "clouds.yaml \(path): cloud 'openstack': auth.password is missing")
+
+            let p = try loader(dir, env: [
+                "OS_CLIENT_CONFIG_FILE": path, "OS_PASSWORD": "from-env", "OS_REGION_NAME": "RegionTwo",
+                "OS_INTERFACE": "internal", "OS_USERNAME": "bob", "OS_CACERT": "/etc/ca.pem", "OS_INSECURE": "true",
+                "OS_COMPUTE_API_VERSION": "2.70", "OS_PROJECT_DOMAIN_ID": "default", "OS_PASSWORD_EXTRA": "ignored",
+            ]).load(cloud: "openstack")
+            #expect(p.name == "openstack")
+            #expect(p.auth == ["auth_url": "https://keystone.example:5000", "username": "bob", "password": "from-env",
+                               "project_id": "0123abcd", "project_name": "tenant-a", "user_domain_name": "Default",
+                               "project_domain_id": "default"])
+            #expect(p.regionName == "RegionTwo")
+            #expect(p.interface == "internal")
+            #expect(p.caCertFile == "/etc/ca.pem")
+            #expect(p.verifyTLS == false)
+            #expect(p.apiVersions == ["compute": "2.70"])
+            // Where each value came from, for error messages; never the value itself.
+            #expect(p.origin == "clouds.yaml \(path) + OS_USERNAME, OS_PASSWORD, OS_PROJECT_DOMAIN_ID, OS_REGION_NAME, OS_INTERFACE, OS_CACERT, OS_INSECURE, OS_COMPUTE_API_VERSION")
+            #expect(!p.origin.contains("from-env"))
+
+            // OS_CLOUD picks the cloud the same way, and the variables apply over it.
+            let viaCloud = try loader(dir, env: ["OS_CLIENT_CONFIG_FILE": path, "OS_CLOUD": "openstack", "OS_PASSWORD": "pw2"])
+            #expect(try viaCloud.load(cloud: viaCloud.defaultCloudName()!).auth["password"] == "pw2")
+            // Empty variables are not values.
+            #expect(try loader(dir, env: ["OS_CLIENT_CONFIG_FILE": path, "OS_PASSWORD": ""]).load(cloud: "openstack").auth["password"] == nil)
+        }
+    }
+
     @Test func osCloudNamesTheDefaultCloud() throws {
         try withTempDir { dir in
             let path = try dir.write("clouds.yaml", Self.fullCloud)
