@@ -40,7 +40,7 @@ enum KindSelection {
 }
 
 struct FilterOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Only resources whose name matches: KIND=NAME or KIND=/REGEX/ (repeatable; adds to the vars file's os_migrate_*_filter).", valueName: "kind=name"))
+    @Option(name: .long, help: ArgumentHelp("Only resources whose name matches: KIND=NAME or KIND=/REGEX/ (repeatable; for that kind, replaces the vars file's os_migrate_*_filter).", valueName: "kind=name"))
     var filter: [String] = []
 }
 
