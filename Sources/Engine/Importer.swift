@@ -109,11 +109,14 @@ public enum Importer {
                 let msg = (dry ? "would create" : "created") + (detail.isEmpty ? "" : " (\(detail))")
                 return ItemResult(kind: kind.name, name: label, status: .changed, message: msg, action: "created",
                                   id: dry ? nil : id)
-            case .update(let id, let fields, let perform):
+            case .update(let id, let fields, let changes, let note, let perform):
                 if !dry { try await perform() }
-                return ItemResult(kind: kind.name, name: label, status: .changed,
-                                  message: (dry ? "would update: " : "updated: ") + fields.joined(separator: ", "),
-                                  action: "updated", fields: fields, id: id)
+                // The message names the fields; the values travel in `changes` (text output and
+                // the JSON `diff` show them).
+                var msg = (dry ? "would update: " : "updated: ") + fields.joined(separator: ", ")
+                if let note { msg += "; " + note }
+                return ItemResult(kind: kind.name, name: label, status: .changed, message: msg,
+                                  action: "updated", fields: fields, changes: changes, id: id)
             }
         } catch {
             return ItemResult(kind: kind.name, name: label, status: .failed, message: "\(error)")

@@ -159,7 +159,8 @@ public struct FieldMap: Sendable {
 
     /// What to do with a resource that exists: nothing when it is as described; a failure that
     /// names the fixed fields that differ (never a silent "changed"); else an update of just the
-    /// fields that differ. `extra`: differences and notes the map cannot see (compound params).
+    /// fields that differ, with their old and new values. `extra`: differences and notes the map
+    /// cannot see (compound params).
     public func step(id: String, desired: ResourceRecord, current: JSONObject, extra: (fields: [String], notes: [String]) = ([], []),
                      update: @escaping @Sendable ([String]) async throws -> Void) -> ImportStep
     {
@@ -171,7 +172,8 @@ public struct FieldMap: Sendable {
             return .fail(reason: "differs in fields that cannot change after creation: "
                 + fixed.map { KindSupport.describe($0, current: current[$0], desired: desired.params[$0]) }.joined(separator: ", "))
         }
-        return .update(id: id, fields: diffs) { try await update(diffs) }
+        let changes = diffs.map { FieldChange(field: $0, from: current[$0], to: desired.params[$0]) }
+        return .update(id: id, fields: diffs, changes: changes) { try await update(diffs) }
     }
 
     // MARK: create and update bodies

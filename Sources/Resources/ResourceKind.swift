@@ -188,8 +188,10 @@ public enum ImportStep: Sendable {
     case ok(id: String, note: String? = nil)
     /// Missing: `perform` creates it and returns its id.
     case create(detail: String, perform: @Sendable () async throws -> String)
-    /// Exists but differs in `fields`: `perform` changes just those.
-    case update(id: String, fields: [String], perform: @Sendable () async throws -> Void)
+    /// Exists but differs in `fields`: `perform` changes just those. `changes`: the old and new
+    /// values, for the report; `note`: what was left out and why.
+    case update(id: String, fields: [String], changes: [FieldChange] = [], note: String? = nil,
+                perform: @Sendable () async throws -> Void)
     case skip(reason: String)
     case fail(reason: String)
 }
@@ -201,13 +203,15 @@ public struct ItemResult: Sendable, Equatable {
     public var name: String
     public var status: Status
     public var message: String
-    /// "created", "updated" for changed items.
+    /// "created", "updated", "deleted" for changed items.
     public var action: String?
     public var fields: [String]
+    /// For updates: each changed field's destination value and the file's.
+    public var changes: [FieldChange]
     public var id: String?
 
     public init(kind: String, name: String, status: Status, message: String = "", action: String? = nil,
-                fields: [String] = [], id: String? = nil)
+                fields: [String] = [], changes: [FieldChange] = [], id: String? = nil)
     {
         self.kind = kind
         self.name = name
@@ -215,6 +219,45 @@ public struct ItemResult: Sendable, Equatable {
         self.message = message
         self.action = action
         self.fields = fields
+        self.changes = changes
         self.id = id
     }
+}
+
+/// One field of an update: what the destination has and what the file says, as compact JSON
+/// text cut to `limit` characters. Values of fields named like a secret are never kept.
+public struct FieldChange: Sendable, Equatable {
+    public static let limit = 60
+    public var field: String
+    public var from: String
+    public var to: String
+
+    public init(field: String, from: JSONValue?, to: JSONValue?) {
+        self.field = field
+        if Self.isSecret(field) {
+            self.from = "***"
+            self.to = "***"
+        } else {
+            self.from = Self.compact(from ?? .null)
+            self.to = Self.compact(to ?? .null)
+        }
+    }
+
+    public static func isSecret(_ field: String) -> Bool {
+        let f = field.lowercased()
+        return ["password", "secret", "token", "private_key", "passphrase", "credential"].contains { f.contains($0) }
+    }
+
+    /// `"front network"`, `1400`, `["a","b"]`: at most `limit` characters, "…" when cut.
+    public static func compact(_ v: JSONValue, limit: Int = FieldChange.limit) -> String {
+        let text = v.jsonString()
+        guard text.count > limit else { return text }
+        return String(text.prefix(limit - 1)) + "…"
+    }
+
+    /// `description: "a" → "b"`.
+    public var text: String { "\(field): \(from) → \(to)" }
+
+    /// `description: "a" → "b", mtu: 1450 → 1400`.
+    public static func describe(_ changes: [FieldChange]) -> String { changes.map(\.text).joined(separator: ", ") }
 }

@@ -29,13 +29,19 @@ final class ConsoleSink: EventSink, Sendable {
                                  "status": .string(r.status.rawValue), "message": .string(r.message)]
             if let a = r.action { o["action"] = .string(a) }
             if !r.fields.isEmpty { o["fields"] = .array(r.fields.map(JSONValue.string)) }
+            if !r.changes.isEmpty {
+                // Old and new values as compact JSON text, cut short; "fields" keeps the names.
+                o["diff"] = .array(r.changes.map { ["field": .string($0.field), "from": .string($0.from), "to": .string($0.to)] })
+            }
             if let id = r.id { o["id"] = .string(id) }
             write(JSONValue.object(o).jsonString())
             return
         }
         if !showItems && r.status != .failed { return }
         let status = r.status.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
-        write("\(status) \(r.kind): \(r.name)\(r.message.isEmpty ? "" : "  (\(r.message))")")
+        // Updates end with the values: `description: "a" → "b"` (cut short; never secrets).
+        let diff = r.changes.isEmpty ? "" : "  " + FieldChange.describe(r.changes)
+        write("\(status) \(r.kind): \(r.name)\(r.message.isEmpty ? "" : "  (\(r.message))")\(diff)")
     }
 
     func note(_ message: String) {

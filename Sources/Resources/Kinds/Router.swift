@@ -133,15 +133,16 @@ public enum RouterKind: NeutronKind {
                 }
                 let current = FieldMap.sortedList(object["routes"] ?? .array([]), by: ["destination", "nexthop"])
                 if current == wanted || (current.isFalsey && wanted.isFalsey) { continue }
+                let change = [FieldChange(field: "routes", from: current, to: wanted)]
                 if ctx.options.dryRun {
                     results.append(ItemResult(kind: self.name, name: name, status: .changed, message: "would update: routes",
-                                              action: "updated", fields: ["routes"], id: id))
+                                              action: "updated", fields: ["routes"], changes: change, id: id))
                     continue
                 }
                 _ = try await ctx.session.send(APIRequest(ServiceType.network, .PUT, path + "/" + APIPath.escape(id),
                                                           body: ["router": ["routes": wanted]]))
                 results.append(ItemResult(kind: self.name, name: name, status: .changed, message: "updated: routes",
-                                          action: "updated", fields: ["routes"], id: id))
+                                          action: "updated", fields: ["routes"], changes: change, id: id))
             } catch {
                 results.append(ItemResult(kind: self.name, name: name, status: .failed, message: "routes: \(error)"))
             }

@@ -149,7 +149,8 @@ public enum SecurityGroupRuleKind: ResourceKind {
         let existing = try await rules(of: group, ctx).filter { MatchKey(api: $0) == key }
         guard let rule = existing.first, let id = rule["id"]?.stringValue else { return create }
         if let desired = record.params["description"], (desired.stringValue ?? "") != (rule["description"]?.stringValue ?? "") {
-            return .update(id: id, fields: ["description"]) {
+            return .update(id: id, fields: ["description"],
+                           changes: [FieldChange(field: "description", from: rule["description"], to: desired)]) {
                 // Neutron rules cannot be updated: replace it.
                 _ = try await ctx.session.send(APIRequest(ServiceType.network, .DELETE, "/security-group-rules/" + id,
                                                           acceptedStatuses: [404]))
