@@ -43,9 +43,13 @@ public struct Field: Sendable {
     public var onUpdate: OnUpdate
     /// For lists of objects: the keys to sort by, in order (pools by start then end).
     public var sortBy: [String]
+    /// The service shows and accepts it only for admins (Neutron's `provider:*`, a router's
+    /// `ha`): without admin credentials it is left out of create, update and comparison, so a
+    /// file exported by an admin imports with a tenant's credentials.
+    public var adminOnly: Bool
 
     public init(_ param: String, _ api: String? = nil, shape: Shape = .value, create: OnCreate = .skipNull,
-                update: OnUpdate = .mutable, sortBy: [String] = [])
+                update: OnUpdate = .mutable, sortBy: [String] = [], adminOnly: Bool = false)
     {
         self.param = param
         self.api = api ?? param
@@ -53,6 +57,7 @@ public struct Field: Sendable {
         self.onCreate = create
         self.onUpdate = update
         self.sortBy = sortBy
+        self.adminOnly = adminOnly
     }
 
     public static func list(_ param: String, _ api: String? = nil, create: OnCreate = .skipNull, update: OnUpdate = .mutable,
@@ -131,10 +136,11 @@ public struct FieldMap: Sendable {
     // MARK: comparison
 
     /// Params of `desired` that differ from `current`. Params the desired record does not
-    /// have are not managed (a file from an older exporter lacks newer fields).
-    public func differences(desired: JSONObject, current: JSONObject) -> [String] {
+    /// have are not managed (a file from an older exporter lacks newer fields); admin-only
+    /// params are not compared without admin credentials (the service hides them).
+    public func differences(desired: JSONObject, current: JSONObject, isAdmin: Bool = true) -> [String] {
         var out: [String] = []
-        for f in fields where f.onUpdate != .ignored {
+        for f in fields where f.onUpdate != .ignored && (isAdmin || !f.adminOnly) {
             guard let d = desired[f.param] else { continue }
             let c = current[f.param] ?? .null
             if !Self.same(d, c, field: f) { out.append(f.param) }
@@ -157,15 +163,29 @@ public struct FieldMap: Sendable {
         params.filter { p in field(p)?.onUpdate == .immutable }
     }
 
+    /// Admin-only params the record sets (other than null or false) that a caller without admin
+    /// credentials cannot apply: "provider_network_type, provider_segmentation_id not applied:
+    /// Neutron reserves them to admins". Nil when there are none or the caller is admin.
+    public func adminOnlyNote(_ record: ResourceRecord, isAdmin: Bool, service: String = "Neutron") -> String? {
+        if isAdmin { return nil }
+        let skipped = fields.filter { f in
+            guard f.adminOnly, let v = record.params[f.param] else { return false }
+            return !v.isNull && v != .bool(false)
+        }.map(\.param).sorted()
+        if skipped.isEmpty { return nil }
+        return "\(skipped.joined(separator: ", ")) not applied: \(service) reserves \(skipped.count == 1 ? "it" : "them") to admins"
+    }
+
     /// What to do with a resource that exists: nothing when it is as described; a failure that
     /// names the fixed fields that differ (never a silent "changed"); else an update of just the
     /// fields that differ, with their old and new values. `extra`: differences and notes the map
-    /// cannot see (compound params).
+    /// cannot see (compound params). `isAdmin`: whether admin-only params are managed.
     public func step(id: String, desired: ResourceRecord, current: JSONObject, extra: (fields: [String], notes: [String]) = ([], []),
-                     update: @escaping @Sendable ([String]) async throws -> Void) -> ImportStep
+                     isAdmin: Bool = true, update: @escaping @Sendable ([String]) async throws -> Void) -> ImportStep
     {
-        let diffs = (differences(desired: desired.params, current: current) + extra.fields).sorted()
-        let note = extra.notes.isEmpty ? nil : extra.notes.joined(separator: "; ")
+        let diffs = Array(Set(differences(desired: desired.params, current: current, isAdmin: isAdmin) + extra.fields)).sorted()
+        let notes = extra.notes + [adminOnlyNote(desired, isAdmin: isAdmin)].compactMap { $0 }
+        let note = notes.isEmpty ? nil : notes.joined(separator: "; ")
         if diffs.isEmpty { return .ok(id: id, note: note) }
         let fixed = immutable(diffs)
         if !fixed.isEmpty {
@@ -173,15 +193,16 @@ public struct FieldMap: Sendable {
                 + fixed.map { KindSupport.describe($0, current: current[$0], desired: desired.params[$0]) }.joined(separator: ", "))
         }
         let changes = diffs.map { FieldChange(field: $0, from: current[$0], to: desired.params[$0]) }
-        return .update(id: id, fields: diffs, changes: changes) { try await update(diffs) }
+        return .update(id: id, fields: diffs, changes: changes, note: note) { try await update(diffs) }
     }
 
     // MARK: create and update bodies
 
-    /// The create body: every managed param the record has, refs resolved.
+    /// The create body: every managed param the record has, refs resolved (admin-only params
+    /// only with admin credentials).
     public func createBody(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> JSONObject {
         var body: JSONObject = [:]
-        for f in fields {
+        for f in fields where ctx.isAdmin || !f.adminOnly {
             guard let v = record.params[f.param] else { continue }
             switch f.onCreate {
             case .never: continue
@@ -198,7 +219,7 @@ public struct FieldMap: Sendable {
     public func updateBody(_ params: [String], _ record: ResourceRecord, _ ctx: ImportContext) async throws -> JSONObject {
         var body: JSONObject = [:]
         for p in params {
-            guard let f = field(p), f.shape != .tags, let v = record.params[p] else { continue }
+            guard let f = field(p), f.shape != .tags, ctx.isAdmin || !f.adminOnly, let v = record.params[p] else { continue }
             body[f.api] = try await apiValue(f, v, record, ctx)
         }
         return body

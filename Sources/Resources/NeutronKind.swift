@@ -81,13 +81,14 @@ extension NeutronKind {
             return .fail(reason: "\(found.count) \(singular.replacingOccurrences(of: "_", with: " "))s named '\(name)' in the destination project")
         }
         if let object = found.first { return try await compare(record, object, ctx) }
-        return .create(detail: "") { try await create(record, ctx) }
+        return .create(detail: fieldMap.adminOnlyNote(record, isAdmin: ctx.isAdmin) ?? "") { try await create(record, ctx) }
     }
 
     public static func compare(_ record: ResourceRecord, _ object: JSONObject, _ ctx: ImportContext) async throws -> ImportStep {
         guard let id = object["id"]?.stringValue else { return .fail(reason: "destination \(singular) has no id") }
         let current = try await Self.record(from: object, refs: ctx.current).params
-        return fieldMap.step(id: id, desired: record, current: current, extra: extraDifferences(record, current, ctx)) { diffs in
+        return fieldMap.step(id: id, desired: record, current: current, extra: extraDifferences(record, current, ctx),
+                             isAdmin: ctx.isAdmin) { diffs in
             var body = try await fieldMap.updateBody(diffs, record, ctx)
             try await prepareUpdate(&body, diffs, record, ctx)
             if !body.isEmpty {

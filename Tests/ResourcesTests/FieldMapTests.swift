@@ -4,14 +4,58 @@ import Testing
 
 @testable import Resources
 
-/// The generic field handling the Neutron kinds share: field diffs.
+/// The generic field handling the Neutron kinds share: admin-only fields and field diffs.
 @Suite struct FieldMapTests {
     func record(_ params: JSONObject) -> ResourceRecord { ResourceRecord(type: NetworkKind.typeName, params: params, info: [:]) }
 
+    /// A network as an admin exports it (ours or the Ansible tool's), as a tenant sees it in the
+    /// destination (Neutron hides `provider:*` and `segments` from non-admins).
+    static let adminExport: JSONObject = [
+        "name": "net", "description": "d", "mtu": 1450, "provider_network_type": "geneve",
+        "provider_physical_network": .null, "provider_segmentation_id": 1234, "segments": .null,
+    ]
     static let tenantView: JSONObject = [
         "name": "net", "description": "d", "mtu": 1450, "provider_network_type": .null,
         "provider_physical_network": .null, "provider_segmentation_id": .null, "segments": .null,
     ]
+
+    @Test func adminOnlyFieldsAreNotComparedWithoutAdmin() {
+        let map = NetworkKind.fieldMap
+        #expect(map.differences(desired: Self.adminExport, current: Self.tenantView, isAdmin: false) == [])
+        #expect(map.differences(desired: Self.adminExport, current: Self.tenantView, isAdmin: true)
+            == ["provider_network_type", "provider_segmentation_id"])
+        let routers = RouterKind.fieldMap
+        #expect(routers.differences(desired: ["name": "r", "is_ha": true, "is_distributed": false],
+                                    current: ["name": "r", "is_ha": .null, "is_distributed": .null], isAdmin: false) == [])
+    }
+
+    @Test func theItemSaysWhatWasNotApplied() {
+        let map = NetworkKind.fieldMap
+        #expect(map.adminOnlyNote(record(Self.adminExport), isAdmin: false)
+            == "provider_network_type, provider_segmentation_id not applied: Neutron reserves them to admins")
+        #expect(map.adminOnlyNote(record(Self.adminExport), isAdmin: true) == nil)
+        #expect(map.adminOnlyNote(record(Self.tenantView), isAdmin: false) == nil)
+        // false is Neutron's default: nothing is lost.
+        #expect(RouterKind.fieldMap.adminOnlyNote(record(["is_ha": false, "is_distributed": true]), isAdmin: false)
+            == "is_distributed not applied: Neutron reserves it to admins")
+
+        // An existing network as described apart from admin-only fields: ok, with the note.
+        guard case .ok(_, let note) = map.step(id: "n1", desired: record(Self.adminExport), current: Self.tenantView,
+                                               isAdmin: false, update: { _ in })
+        else {
+            Issue.record("expected ok")
+            return
+        }
+        #expect(note == "provider_network_type, provider_segmentation_id not applied: Neutron reserves them to admins")
+        // With admin credentials the same difference is a fixed field: a failure that says so.
+        guard case .fail(let reason) = map.step(id: "n1", desired: record(Self.adminExport), current: Self.tenantView,
+                                                isAdmin: true, update: { _ in })
+        else {
+            Issue.record("expected fail")
+            return
+        }
+        #expect(reason.hasPrefix("differs in fields that cannot change after creation: provider_network_type (destination null, file \"geneve\")"))
+    }
 
     @Test func updatesCarryOldAndNewValues() {
         let long = String(repeating: "x", count: 100)
@@ -20,7 +64,7 @@ import Testing
         desired["mtu"] = 1400
         desired["tags"] = ["b", "a"]
         guard case .update(_, let fields, let changes, _, _) = NetworkKind.fieldMap.step(
-            id: "n1", desired: record(desired), current: Self.tenantView.merging(["tags": ["a"]]) { $1 },
+            id: "n1", desired: record(desired), current: Self.tenantView.merging(["tags": ["a"]]) { $1 }, isAdmin: false,
             update: { _ in })
         else {
             Issue.record("expected update")

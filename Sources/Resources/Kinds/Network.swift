@@ -23,11 +23,12 @@ public enum NetworkKind: NeutronKind {
         Field("is_vlan_transparent", "vlan_transparent", update: .immutable),
         Field("mtu"),
         Field("name"),
-        Field("provider_network_type", "provider:network_type", update: .immutable),
-        Field("provider_physical_network", "provider:physical_network", update: .immutable),
-        Field("provider_segmentation_id", "provider:segmentation_id", update: .immutable),
+        // Admin-only in Neutron's default policy: shown, sent and compared with admin credentials only.
+        Field("provider_network_type", "provider:network_type", update: .immutable, adminOnly: true),
+        Field("provider_physical_network", "provider:physical_network", update: .immutable, adminOnly: true),
+        Field("provider_segmentation_id", "provider:segmentation_id", update: .immutable, adminOnly: true),
         .ref("qos_policy_ref", "qos_policy_id", .qosPolicy),
-        Field("segments", update: .immutable),
+        Field("segments", update: .immutable, adminOnly: true),
         .tags,
     ], info: [
         InfoField("availability_zones", sorted: true), InfoField("created_at"), InfoField("id"), InfoField("project_id"),

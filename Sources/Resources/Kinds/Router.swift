@@ -22,8 +22,9 @@ public enum RouterKind: NeutronKind {
         Field("description"),
         .ref("flavor_ref", "flavor_id", .networkFlavor, update: .immutable),
         Field("is_admin_state_up", "admin_state_up"),
-        Field("is_distributed", "distributed"),
-        Field("is_ha", "ha"),
+        // Admin-only in Neutron's default policy: shown, sent and compared with admin credentials only.
+        Field("is_distributed", "distributed", adminOnly: true),
+        Field("is_ha", "ha", adminOnly: true),
         Field("name"),
         .list("routes", create: .never, update: .ignored, sortBy: ["destination", "nexthop"]),
         .tags,
@@ -104,11 +105,6 @@ public enum RouterKind: NeutronKind {
 
     public static func prepareCreate(_ body: inout JSONObject, _ record: ResourceRecord, _ ctx: ImportContext) async throws {
         if let gw = try await gatewayBody(record, ctx), !gw.isNull { body["external_gateway_info"] = gw }
-        if !ctx.isAdmin {
-            // Tenants may not even mention these.
-            body["distributed"] = nil
-            body["ha"] = nil
-        }
     }
 
     public static func prepareUpdate(_ body: inout JSONObject, _ fields: [String], _ record: ResourceRecord,
