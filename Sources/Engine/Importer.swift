@@ -84,7 +84,15 @@ public enum Importer {
             }
         }
         _ = try? await boundedMap(lanes, limit: concurrency) { lane in
-            for r in lane { log.add(await importOne(kind, r, ctx: ctx)) }
+            for r in lane {
+                let result = await importOne(kind, r, ctx: ctx)
+                if let id = result.id, result.status == .ok || result.status == .changed,
+                   !id.hasPrefix(ReferenceResolver.placeholderPrefix)
+                {
+                    await ctx.imported.add(kind.name, id)
+                }
+                log.add(result)
+            }
         }
     }
 

@@ -123,8 +123,9 @@ public struct ExportContext: Sendable {
 /// Import options that change behaviour.
 public struct ImportOptions: Sendable {
     public var dryRun: Bool
-    /// Delete destination security group rules that the file does not list (groups in the file only).
-    public var pruneRules: Bool
+    /// Keep destination security group rules that the rules file does not list (by default they
+    /// are deleted from every group the files cover; see `SecurityGroupRuleKind.finish`).
+    public var keepUnlistedRules: Bool
     /// Create detached volumes empty, without their data.
     public var noData = false
     /// Read image data from this directory (`<id>-<name>`) instead of the source cloud.
@@ -135,9 +136,9 @@ public struct ImportOptions: Sendable {
     public var userPasswords = UserPasswords()
     /// Moves volume data from the source to the destination (through the conversion hosts).
     public var volumeCopier: (any VolumeDataCopier)?
-    public init(dryRun: Bool = false, pruneRules: Bool = false) {
+    public init(dryRun: Bool = false, keepUnlistedRules: Bool = false) {
         self.dryRun = dryRun
-        self.pruneRules = pruneRules
+        self.keepUnlistedRules = keepUnlistedRules
     }
 }
 
@@ -158,6 +159,8 @@ public struct ImportContext: Sendable {
     public var progress: ProgressHandler?
     /// Resources created in this run, by kind, for kinds that act on them later.
     public let created = CreatedResources()
+    /// Destination ids of the records this run imported (ok, created or updated), by kind.
+    public let imported = CreatedResources()
     public var projectID: String { resolver.projectID }
 
     public init(session: CloudSession, resolver: ReferenceResolver, current: ReferenceBuilder, isAdmin: Bool,

@@ -89,7 +89,10 @@ struct ImportCommand: AsyncParsableCommand {
 
     @Argument(help: "Kinds to import (default: every file in the data directory).") var kinds: [String] = []
     @Flag(name: .long, help: "Show what would be created or updated, change nothing.") var dryRun = false
-    @Flag(name: .long, help: "Delete destination security group rules that the rules file does not list (only in the file's groups).")
+    @Flag(name: .long, help: "Keep destination security group rules that the rules file does not list (by default they are deleted from the groups the files cover).")
+    var keepUnlistedRules = false
+    /// Deleting unlisted rules is the default now; the old flag is still accepted and does nothing.
+    @Flag(name: .long, help: ArgumentHelp("Accepted for compatibility; deleting unlisted rules is the default.", visibility: .hidden))
     var pruneRules = false
     @Option(name: .long, help: "Resources of one kind imported at once.") var concurrency = 8
     @Flag(name: .long, help: "Create detached volumes empty, without their data (copying it needs conversion hosts).")
@@ -122,7 +125,7 @@ struct ImportCommand: AsyncParsableCommand {
             for m in mapName { try names.add(spec: m) }
             for p in renamePrefix { try names.add(prefixSpec: p, dataDir: config.dataDir) }
             try workloads.add(to: &names, vars: config.vars)
-            var resource = ImportOptions(dryRun: dryRun, pruneRules: pruneRules)
+            var resource = ImportOptions(dryRun: dryRun, keepUnlistedRules: keepUnlistedRules)
             resource.noData = noData
             if let dir = imageBlobsDir {
                 var isDir: ObjCBool = false

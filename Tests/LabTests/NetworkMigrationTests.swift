@@ -88,25 +88,72 @@ struct NetworkMigrationTests {
                 let after = try Self.kinds.map { try env.file(fileName($0)) }
                 #expect(before == after)
 
-                // Edit a network's description and a rule's port: only those change.
+                // Edit a network's description and a rule's port 443 -> 444: only those change, and
+                // the 443 rule, no longer in the file, is deleted (the file is the only truth).
                 try env.write("networks.yml", try env.file("networks.yml").replacingOccurrences(
                     of: "description: front network", with: "description: front network (edited)"))
                 let rules = try env.file("security_group_rules.yml")
-                #expect(rules.contains("port_range_max: 443"))
-                try env.write("security_group_rules.yml", rules.replacingOccurrences(of: "port_range_max: 443", with: "port_range_max: 444"))
+                #expect(rules.contains("port_range_max: 443") && rules.contains("port_range_min: 443"))
+                try env.write("security_group_rules.yml", rules.replacingOccurrences(of: "port_range_max: 443", with: "port_range_max: 444")
+                    .replacingOccurrences(of: "port_range_min: 443", with: "port_range_min: 444"))
+                let rule444 = "security-group-rules: web ingress IPv4 tcp 444 0.0.0.0/0"
+                let rule443 = "security-group-rules: web ingress IPv4 tcp 443 0.0.0.0/0"
+
+                // --dry-run: the plan, values included, and not one write.
                 let dry = try await env.run(["import", "--dst-cloud", "dst", "--json", "--dry-run"])
                 #expect(dry.exitCode == 0)
                 #expect(Self.recap(dry.stdout)?["api_writes"]?.intValue == 0)
-                let expected = ["networks: net-a", "security-group-rules: web ingress IPv4 tcp 443-444 0.0.0.0/0"]
-                #expect(Self.items(dry.stdout, status: "changed") == expected)
-                let real = try await env.run(["import", "--dst-cloud", "dst", "--json"])
-                #expect(Self.items(real.stdout, status: "changed") == expected)
+                #expect(Self.items(dry.stdout, status: "changed") == ["networks: net-a", rule443, rule444])
+                let netEvent = Self.event(dry.stdout, "networks", "net-a")
+                #expect(netEvent?["fields"] == ["description"])
+                #expect(netEvent?["diff"] == [["field": "description", "from": #""front network""#, "to": #""front network (edited)""#]])
+                #expect(netEvent?["message"]?.stringValue == "would update: description")
+                let planned = Self.event(dry.stdout, "security-group-rules", "web ingress IPv4 tcp 443 0.0.0.0/0")
+                #expect(planned?["action"] == "deleted")
+                #expect(planned?["message"]?.stringValue?.hasPrefix("would delete: not in the file (rule ") == true)
+                #expect(try await webPorts(dstSession) == [80, 443])
+                let dryText = try await env.run(["import", "--dst-cloud", "dst", "--dry-run"])
+                #expect(dryText.stdout.contains(#"changed  networks: net-a  (would update: description)  description: "front network" → "front network (edited)""#),
+                        "\(dryText.stdout)")
+                #expect(dryText.stdout.contains("changed  security-group-rules: web ingress IPv4 tcp 443 0.0.0.0/0  (would delete: not in the file"))
+
+                // --keep-unlisted-rules: the 444 rule is added, the 443 rule stays.
+                let keep = try await env.run(["import", "--dst-cloud", "dst", "--json", "--keep-unlisted-rules"])
+                #expect(keep.exitCode == 0, "\(keep.stdout)")
+                #expect(Self.items(keep.stdout, status: "changed") == ["networks: net-a", rule444])
+                #expect(try await webPorts(dstSession) == [80, 443, 444])
                 let net = try await dstSession.named(Neutron.networks, "net-a").first
                 #expect(net?.description == "front network (edited)")
+
+                // The default: the 443 rule goes, reported as a change that names the group and rule.
+                let real = try await env.run(["import", "--dst-cloud", "dst", "--json"])
+                #expect(real.exitCode == 0, "\(real.stdout)")
+                #expect(Self.items(real.stdout, status: "changed") == [rule443])
+                let deleted = Self.event(real.stdout, "security-group-rules", "web ingress IPv4 tcp 443 0.0.0.0/0")
+                #expect(deleted?["action"] == "deleted")
+                #expect(deleted?["message"]?.stringValue?.hasPrefix("deleted: not in the file (rule ") == true)
+                #expect(try await webPorts(dstSession) == [80, 444])
+                // The old flag is still accepted (deleting is the default now); nothing is left to do.
+                let final = try await env.run(["import", "--dst-cloud", "dst", "--json", "--prune-rules"])
+                #expect(final.exitCode == 0, "\(final.stderr)")
+                #expect(Self.recap(final.stdout)?["changed"]?.intValue == 0 && Self.recap(final.stdout)?["api_writes"]?.intValue == 0)
                 try? FileManager.default.removeItem(atPath: dir)
             }
         }
     }
 
     func fileName(_ kind: String) -> String { kind.replacingOccurrences(of: "-", with: "_") + ".yml" }
+
+    /// The item event for one resource.
+    static func event(_ stdout: String, _ kind: String, _ name: String) -> JSONValue? {
+        events(stdout).first { $0["event"]?.stringValue == "item" && $0["kind"]?.stringValue == kind && $0["name"]?.stringValue == name }
+    }
+
+    /// The TCP ports of the destination's `web` group rules.
+    func webPorts(_ s: CloudSession) async throws -> [Int] {
+        let web = try #require(try await s.named(Neutron.securityGroups, "web").first)
+        return try await s.list(JSONValue.self, APIRequest(ServiceType.network, .GET, "/security-group-rules",
+                                                           query: [QueryItem("security_group_id", web.id)]), key: "security_group_rules")
+            .collect().compactMap { $0["port_range_min"]?.intValue }.sorted()
+    }
 }

@@ -2,8 +2,9 @@ import OpenStack
 
 /// Neutron security groups (`security_groups.yml`, `openstack.network.SecurityGroup`).
 /// A created group loses Neutron's automatic egress rules: the rules file is the only truth.
-/// When the rules are imported in the same run, the rules kind removes just the automatic
-/// rules the file does not list (instead of deleting and re-creating identical ones).
+/// When the rules are imported in the same run, the rules kind removes just the rules the file
+/// does not list, in created and existing groups alike (instead of deleting and re-creating
+/// identical ones); see `SecurityGroupRuleKind.finish`.
 /// The destination's own `default` group is matched by name, never created twice.
 public enum SecurityGroupKind: NeutronKind {
     public static let name = "security-groups"

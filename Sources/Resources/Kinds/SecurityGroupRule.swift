@@ -4,8 +4,8 @@ import OpenStack
 /// Security group rules (`security_group_rules.yml`, `openstack.network.SecurityGroupRule`).
 /// Rules have no name and no update API: a rule is identified by what it matches, an existing
 /// identical rule is `ok` (a 409 from Neutron too), and a rule whose description changed is
-/// replaced. Rules the file does not list are deleted from groups this run created (Neutron's
-/// automatic egress rules) and, with `--prune-rules`, from every group the file covers.
+/// replaced. The file is the only truth: a group's rules the file does not list are deleted
+/// (see `finish` for which groups), unless `--keep-unlisted-rules`.
 public enum SecurityGroupRuleKind: ResourceKind {
     public static let name = "security-group-rules"
     public static let fileName = "security_group_rules.yml"
@@ -174,44 +174,127 @@ public enum SecurityGroupRuleKind: ResourceKind {
         }
     }
 
-    /// Delete rules the file does not list: in the groups this run created (Neutron's automatic
-    /// egress rules), and with --prune-rules in every group the file covers.
+    /// The groups whose rules the files describe completely, and so are reconciled:
+    /// - every group with at least one rule in the rules file (after filters);
+    /// - when security groups are imported in the same run, every group of security_groups.yml
+    ///   (after filters), even with no rule in the rules file: the two files together say "no rules";
+    /// - groups this run created (Neutron's automatic egress rules are not the file's).
+    /// Groups the files do not mention are never touched. In those groups, rules the file does not
+    /// list are deleted, each reported as a `changed` item (`--dry-run`: "would delete"), unless
+    /// `--keep-unlisted-rules` (then only the automatic rules of groups created in this run go).
+    /// A group with a rule that cannot be resolved is left alone: its wanted rules are unknown.
     public static func finish(_ records: [ResourceRecord], _ ctx: ImportContext) async -> [ItemResult] {
         var wanted: [String: Set<MatchKey>] = [:]
-        var names: [String: String] = [:]
+        var unsure: [String: String] = [:]
+        var fileNames: [String: String] = [:]
         for r in records {
-            guard let (group, key, _) = try? await desiredBody(r, ctx) else { continue }
-            wanted[group, default: []].insert(key)
-            names[group] = r.params["security_group_ref"]?["name"]?.stringValue
+            if let (group, key, body) = try? await desiredBody(r, ctx) {
+                wanted[group, default: []].insert(key)
+                fileNames[group] = r.params["security_group_ref"]?["name"]?.stringValue
+                if let remote = body["remote_group_id"]?.stringValue {
+                    fileNames[remote] = r.params["remote_group_ref"]?["name"]?.stringValue
+                }
+            } else if let group = try? await ctx.resolve(.securityGroup, r, "security_group_ref") {
+                unsure[group] = label(r)
+            }
         }
         let createdGroups = await ctx.created.ids(SecurityGroupKind.name)
-        for g in createdGroups where wanted[g] == nil { wanted[g] = [] }
+        var covered = createdGroups
+        if ctx.kinds.contains(SecurityGroupKind.name) { covered.formUnion(await ctx.imported.ids(SecurityGroupKind.name)) }
+        for g in covered where wanted[g] == nil { wanted[g] = [] }
         var results: [ItemResult] = []
-        for (group, keys) in wanted.sorted(by: { $0.key < $1.key }) where !group.hasPrefix(ReferenceResolver.placeholderPrefix) {
+        let groups = wanted.keys.filter { g in
+            if g.hasPrefix(ReferenceResolver.placeholderPrefix) { return false }
+            return createdGroups.contains(g) || !ctx.options.keepUnlistedRules
+        }.sorted()
+        for g in groups where unsure[g] != nil {
+            results.append(ItemResult(kind: name, name: "\(fileNames[g] ?? g) unlisted rules", status: .skipped,
+                                      message: "kept: rule '\(unsure[g]!)' of this group could not be resolved"))
+        }
+        let reconciled = groups.filter { unsure[$0] == nil }
+        if reconciled.isEmpty { return results }
+        let current: [String: [JSONValue]]
+        do {
+            current = try await freshRules(of: reconciled, ctx)
+        } catch {
+            return results + [ItemResult(kind: name, name: "unlisted rules", status: .failed,
+                                         message: "cannot list the destination's rules: \(error)")]
+        }
+        let names = await groupNames(ctx).merging(fileNames) { $1 }
+        for group in reconciled {
             let isNew = createdGroups.contains(group)
-            guard isNew || ctx.options.pruneRules else { continue }
-            guard let current = try? await rules(of: group, ctx, fresh: true) else { continue }
-            for rule in current where !keys.contains(MatchKey(api: rule)) {
+            let keys = wanted[group] ?? []
+            for rule in current[group] ?? [] where !keys.contains(MatchKey(api: rule)) {
                 guard let id = rule["id"]?.stringValue else { continue }
-                let label = "\(names[group] ?? group) rule \(id)"
+                let what = apiLabel(rule, names: names)
+                let why = isNew ? "Neutron's automatic rule, not in the file" : "not in the file"
                 if ctx.options.dryRun {
-                    results.append(ItemResult(kind: name, name: label, status: .changed, message: "would delete (not in the file)",
+                    results.append(ItemResult(kind: name, name: what, status: .changed, message: "would delete: \(why) (rule \(id))",
                                               action: "deleted", id: id))
                     continue
                 }
                 do {
                     _ = try await ctx.session.send(APIRequest(ServiceType.network, .DELETE, "/security-group-rules/" + id,
                                                               acceptedStatuses: [404]))
-                    // Neutron's automatic rules of a group we just made are not the file's items.
-                    if !isNew {
-                        results.append(ItemResult(kind: name, name: label, status: .changed, message: "deleted (not in the file)",
-                                                  action: "deleted", id: id))
-                    }
+                    results.append(ItemResult(kind: name, name: what, status: .changed, message: "deleted: \(why) (rule \(id))",
+                                              action: "deleted", id: id))
                 } catch {
-                    results.append(ItemResult(kind: name, name: label, status: .failed, message: "\(error)"))
+                    results.append(ItemResult(kind: name, name: what, status: .failed, message: "delete: \(error)"))
                 }
             }
         }
         return results
+    }
+
+    /// The destination's current rules of these groups (asked now, 20 groups per call).
+    static func freshRules(of groups: [String], _ ctx: ImportContext) async throws -> [String: [JSONValue]] {
+        var chunks: [[String]] = []
+        var i = 0
+        while i < groups.count {
+            chunks.append(Array(groups[i..<min(i + 20, groups.count)]))
+            i += 20
+        }
+        let lists = try await boundedMap(chunks, limit: 4) { chunk in
+            try await ctx.session.list(
+                JSONValue.self,
+                APIRequest(ServiceType.network, .GET, "/security-group-rules", query: chunk.map { QueryItem("security_group_id", $0) }),
+                key: "security_group_rules"
+            ).collect()
+        }
+        var out: [String: [JSONValue]] = [:]
+        for rule in lists.flatMap({ $0 }) {
+            if let g = rule["security_group_id"]?.stringValue { out[g, default: []].append(rule) }
+        }
+        return out
+    }
+
+    /// Destination security group id -> name (the project's groups, listed once per run).
+    static func groupNames(_ ctx: ImportContext) async -> [String: String] {
+        let all = (try? await KindSupport.cachedList(
+            ctx, "project:" + SecurityGroupKind.path,
+            APIRequest(ServiceType.network, .GET, SecurityGroupKind.path, query: [QueryItem("project_id", ctx.projectID)]),
+            SecurityGroupKind.plural)) ?? []
+        var out: [String: String] = [:]
+        for g in all { if let id = g["id"]?.stringValue { out[id] = g["name"]?.stringValue } }
+        return out
+    }
+
+    /// A destination rule described the way `label` describes a record: "web ingress IPv4 tcp 443 0.0.0.0/0".
+    static func apiLabel(_ r: JSONValue, names: [String: String]) -> String {
+        func name(_ id: String) -> String { names[id] ?? id }
+        var parts = [name(r["security_group_id"]?.stringValue ?? "?"), r["direction"]?.stringValue ?? "?",
+                     r["ethertype"]?.stringValue ?? "?", r["protocol"]?.stringValue ?? "any"]
+        if let lo = r["port_range_min"]?.intValue {
+            let hi = r["port_range_max"]?.intValue ?? lo
+            parts.append(lo == hi ? "\(lo)" : "\(lo)-\(hi)")
+        }
+        if let g = r["remote_group_id"]?.stringValue {
+            parts.append("group \(name(g))")
+        } else if let a = r["remote_address_group_id"]?.stringValue {
+            parts.append("address-group \(a)")
+        } else if let ip = r["remote_ip_prefix"]?.stringValue {
+            parts.append(ip)
+        }
+        return parts.joined(separator: " ")
     }
 }
