@@ -154,9 +154,25 @@ public struct FieldMap: Sendable {
             // An empty list and a missing one say the same thing.
             if a.isFalsey && b.isFalsey { return true }
             return sortedList(a, by: field.sortBy) == sortedList(b, by: field.sortBy)
+        case .ref:
+            return sameReference(a, b)
         default:
             return a == b
         }
+    }
+
+    /// Two references to the same thing: equal, or the same name where one side could not name
+    /// the owner. A tenant cannot read another project (the admin project's `public` network):
+    /// the destination's side degrades to a name-only reference, the reference tool's file
+    /// (exported by an admin) names the project.
+    public static func sameReference(_ a: JSONValue, _ b: JSONValue) -> Bool {
+        if a == b { return true }
+        guard let an = a["name"]?.stringValue, let bn = b["name"]?.stringValue, an == bn else { return false }
+        for key in ["project_name", "domain_name"] {
+            let x = a[key] ?? .null, y = b[key] ?? .null
+            if !x.isNull && !y.isNull && x != y { return false }
+        }
+        return true
     }
 
     public func immutable(_ params: [String]) -> [String] {

@@ -80,6 +80,19 @@ import Testing
         #expect(FieldChange.describe(Array(changes[1...])) == #"mtu: 1450 → 1400, tags: ["a"] → ["b","a"]"#)
     }
 
+    /// A tenant cannot read the admin project: its view of the `public` network is name-only.
+    @Test func aNameOnlyReferenceMatchesTheSameNameWithItsOwner() {
+        let full: JSONValue = ["domain_name": "Default", "name": "public", "project_name": "admin"]
+        let nameOnly: JSONValue = ["domain_name": .null, "name": "public", "project_name": .null]
+        #expect(FieldMap.sameReference(full, nameOnly))
+        #expect(FieldMap.sameReference(nameOnly, full))
+        #expect(!FieldMap.sameReference(full, ["domain_name": "Default", "name": "public", "project_name": "other"]))
+        #expect(!FieldMap.sameReference(full, ["domain_name": .null, "name": "public2", "project_name": .null]))
+        #expect(!FieldMap.sameReference(full, .null))
+        #expect(FieldMap.sameReference(.null, .null))
+        #expect(SubnetKind.fieldMap.differences(desired: ["network_ref": full], current: ["network_ref": nameOnly]) == [])
+    }
+
     @Test func secretsAreNeverShown() {
         for name in ["password", "admin_password", "application_credential_secret", "token", "auth_token"] {
             let c = FieldChange(field: name, from: "old-secret", to: "new-secret")

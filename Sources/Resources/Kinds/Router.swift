@@ -66,7 +66,7 @@ public enum RouterKind: NeutronKind {
         guard let desired = record.params[gateway] else { return ([], []) }
         let cur = current[gateway] ?? .null
         if desired.isNull || cur.isNull { return desired.isNull == cur.isNull ? ([], []) : ([gateway], []) }
-        var differs = desired["network_ref"] != cur["network_ref"]
+        var differs = !FieldMap.sameReference(desired["network_ref"] ?? .null, cur["network_ref"] ?? .null)
         var notes: [String] = []
         if let snat = desired["enable_snat"], !snat.isNull, snat != cur["enable_snat"] {
             if ctx.isAdmin { differs = true } else { notes.append("enable_snat \(snat.jsonString()) not applied: Neutron reserves it to admins") }
