@@ -175,7 +175,7 @@ struct ImageMigrationTests {
         }
     }
 
-    @Test("destination images by that name: other data is replaced, a protected one is kept and fails")
+    @Test("destination images by that name with other data, protected or not, are kept and fail; renamed, the image migrates")
     func existingImages() async throws {
         try await LabTenant.with("imgesrc") { src in
             try await LabTenant.with("imgedst") { dst in
@@ -196,10 +196,15 @@ struct ImageMigrationTests {
                 let imp = try await env.run(["import", "images", "--src-cloud", "src", "--dst-cloud", "dst", "--json"])
                 #expect(imp.exitCode == 1)
                 #expect(CLIEvents.item(imp.stdout, "one")?["message"]?.stringValue
-                    == "created (2.0 MiB streamed from the source; replaces image \(wrongOne.id): its data differs (checksum \(wrongOne.checksum ?? "")))")
+                    == "image \(wrongOne.id) named 'one' in the destination holds other data (checksum \(wrongOne.checksum ?? "")): not replaced; delete it, or import this one under another name (--map-name images:one=NEW)")
                 #expect(CLIEvents.item(imp.stdout, "two")?["message"]?.stringValue
                     == "image \(wrongTwo.id) named 'two' in the destination is protected and does not hold this data (status active, checksum \(wrongTwo.checksum ?? "")): not replaced")
-                #expect(try await named(d, "one").map(\.checksum) == [one.checksum])
+                #expect(try await named(d, "one").map(\.id) == [wrongOne.id])
+                // Renamed, it is migrated beside the other one.
+                let renamed = try await env.run(["import", "images", "--src-cloud", "src", "--dst-cloud", "dst", "--json",
+                                                 "--map-name", "images:one=one-migrated", "--filter", "images=one"])
+                #expect(CLIEvents.item(renamed.stdout, "one-migrated")?["status"]?.stringValue == "changed", "\(renamed.stdout)")
+                #expect(try await named(d, "one-migrated").map(\.checksum) == [one.checksum])
                 #expect(try await named(d, "two").map(\.id) == [wrongTwo.id])
                 _ = try await d.patchImage(wrongTwo.id, [["op": "replace", "path": "/protected", "value": false]])
             }

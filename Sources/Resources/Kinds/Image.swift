@@ -18,7 +18,8 @@ import OpenStack
 ///
 /// In the destination project, an active image of that name with the same data is `ok` (metadata
 /// reconciled); an image of that name that is not active (an upload a killed run left `queued`
-/// or `saving`) or whose data differs is replaced; a protected one is never deleted (`failed`).
+/// or `saving`) is replaced; an active one with other data is someone's image, never deleted
+/// (`failed`), nor is a protected one.
 /// A source image without data (a snapshot that stayed `queued`) is exported as metadata only
 /// and skipped at import.
 public enum ImageKind: ResourceKind {
@@ -320,13 +321,14 @@ public enum ImageKind: ResourceKind {
         if let p = found.first(where: { $0["protected"]?.boolValue == true }) {
             return .fail(reason: "image \(p["id"]?.stringValue ?? "?") named '\(name)' in the destination is protected and does not hold this data (status \(p["status"]?.stringValue ?? "?"), checksum \(p["checksum"]?.stringValue ?? "none")): not replaced")
         }
+        if let a = active.first {
+            // Someone's image: deleting it could break the servers booted from it.
+            return .fail(reason: "image \(a["id"]?.stringValue ?? "?") named '\(name)' in the destination holds other data (checksum \(a["checksum"]?.stringValue ?? "none")): not replaced; delete it, or import this one under another name (--map-name images:\(name)=NEW)")
+        }
         let stale = found.compactMap { $0["id"]?.stringValue }
         var detail = "\(mib(Int64(size)))" + (ctx.options.imageBlobsDir != nil ? " from the blobs directory" : " streamed from the source")
         if let old = found.first {
-            let why = old["status"]?.stringValue == "active"
-                ? "its data differs (checksum \(old["checksum"]?.stringValue ?? "none"))"
-                : "an incomplete upload (status \(old["status"]?.stringValue ?? "?"))"
-            detail += "; replaces image \(old["id"]?.stringValue ?? "?"): \(why)"
+            detail += "; replaces image \(old["id"]?.stringValue ?? "?"): an incomplete upload (status \(old["status"]?.stringValue ?? "?"))"
         }
         let kernel = try await deferrable(record, "kernel_ref", ctx)
         let ramdisk = try await deferrable(record, "ramdisk_ref", ctx)
