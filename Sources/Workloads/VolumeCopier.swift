@@ -24,6 +24,8 @@ public struct ConversionHostVolumeCopier: VolumeDataCopier {
         self.progress = progress
     }
 
+    public var destinationHostServerID: String? { hosts.dst.serverID }
+
     public func copy(sourceVolume: String, into destinationVolume: String, label: String) async throws -> String {
         let source = try await src.get(Cinder.volumes, sourceVolume)
         if let other = source.attachments.first(where: { $0.serverID != hosts.src.serverID }) {

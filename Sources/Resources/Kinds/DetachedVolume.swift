@@ -69,18 +69,23 @@ public enum DetachedVolumeKind: ResourceKind {
         case .found(let v, let differing):
             var fields = differing
             if let copier, !Volumes.holdsVerifiedCopy(v, of: source) {
-                // Created by an interrupted run (or by hand): copy into it (a resumed copy moves only the rest).
-                guard v.metadata?[Volumes.sourceKey] == nil || v.metadata?[Volumes.sourceKey] == source else {
-                    return .fail(reason: "volume \(v.id) named '\(spec.name)' holds the copy of another source volume (\(v.metadata?[Volumes.sourceKey] ?? "?"))")
+                // Created by an interrupted run, or empty by --no-data (both carry our source key):
+                // copy into it (a resumed copy moves only the rest). Any other volume of that name is
+                // someone's data, never overwritten.
+                guard let owner = v.metadata?[Volumes.sourceKey] else {
+                    return .fail(reason: "volume \(v.id) named '\(spec.name)' exists in the destination but was not created by os-migrate "
+                        + "(no \(Volumes.sourceKey) metadata): copying would overwrite its data; delete or rename it")
                 }
-                if !v.attachments.isEmpty {
+                guard owner == source else {
+                    return .fail(reason: "volume \(v.id) named '\(spec.name)' holds the copy of another source volume (\(owner))")
+                }
+                if v.attachments.contains(where: { $0.serverID != copier.destinationHostServerID }) {
                     return .fail(reason: "volume \(v.id) named '\(spec.name)' exists without a verified copy and is attached: detach it or delete it")
                 }
                 fields.append("data")
                 return .update(id: v.id, fields: fields) {
                     let settled = try await Volumes.settle(v, ctx.session)
                     try await Volumes.reconcile(spec, settled, fields: differing, ctx.session)
-                    try await ctx.session.setVolumeMetadata(v.id, [Volumes.sourceKey: source])
                     _ = try await copier.copy(sourceVolume: source, into: v.id, label: spec.name)
                 }
             }
@@ -102,13 +107,12 @@ public enum DetachedVolumeKind: ResourceKind {
             }
             guard let copier else {
                 return .create(detail: "empty, \(spec.size) GiB: --no-data, its data was not copied") {
-                    try await Volumes.create(spec, ctx.session, placement: placement).id
+                    try await Volumes.create(spec, ctx.session, placement: placement, metadata: [Volumes.sourceKey: source]).id
                 }
             }
             return .create(detail: "\(spec.size) GiB, data copied and verified") {
-                let v = try await Volumes.create(spec, ctx.session, placement: placement)
+                let v = try await Volumes.create(spec, ctx.session, placement: placement, metadata: [Volumes.sourceKey: source])
                 do {
-                    try await ctx.session.setVolumeMetadata(v.id, [Volumes.sourceKey: source])
                     _ = try await copier.copy(sourceVolume: source, into: v.id, label: spec.name)
                 } catch {
                     // Nothing half-made stays behind: the next run starts this volume again.

@@ -136,9 +136,10 @@ public enum Volumes {
     /// Create an empty volume, wait until it is available, then set bootable and image metadata.
     /// A volume that ends in error is deleted and the error thrown.
     public static func create(_ spec: VolumeSpec, _ session: CloudSession, placement: VolumePlacement = .identity,
-                              timeout: Double = 600) async throws -> Volume
+                              metadata: [String: String] = [:], timeout: Double = 600) async throws -> Volume
     {
         var body: JSONObject = ["name": .string(spec.name), "size": .int(spec.size)]
+        if !metadata.isEmpty { body["metadata"] = .object(metadata.mapValues(JSONValue.string)) }
         if let d = spec.description { body["description"] = .string(d) }
         if let t = placement.volumeType(spec.volumeType) { body["volume_type"] = .string(t) }
         if let z = placement.availabilityZone(spec.availabilityZone) { body["availability_zone"] = .string(z) }
@@ -171,6 +172,9 @@ public enum Volumes {
 public protocol VolumeDataCopier: Sendable {
     /// Returns the verified digest; a rerun against the same pair moves only what differs.
     func copy(sourceVolume: String, into destinationVolume: String, label: String) async throws -> String
+    /// The server destination volumes are attached to while they are written (an interrupted
+    /// copy leaves them there; the next one takes them over).
+    var destinationHostServerID: String? { get }
 }
 
 extension Volumes {
