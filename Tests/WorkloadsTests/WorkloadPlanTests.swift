@@ -154,4 +154,21 @@ struct LedgerTests {
         let retry = try again.begin(sourceID: "s1", name: "vm1")
         #expect(retry.attempts == 2 && retry.step == nil && retry.error == nil)
     }
+
+    /// Nova writes `addresses` in the server's interface order (the first NIC's network first);
+    /// a dictionary loses it, and sorting by name would swap a guest's eth0 and eth1.
+    @Test func portsFollowNovasInterfaceOrderNotNetworkNames() throws {
+        let body = Data(#"""
+        {"server": {"id": "s1", "addresses": {"zeta-net": [{"version": 4, "addr": "10.9.0.5", "OS-EXT-IPS:type": "fixed",
+         "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:00:00:01"}, {"version": 4, "addr": "203.0.113.7", "OS-EXT-IPS:type": "floating"}],
+         "alpha-net": [{"version": 4, "addr": "10.1.0.5", "OS-EXT-IPS:type": "fixed"}],
+         "mid-net": [{"version": 6, "addr": "fd00::5", "OS-EXT-IPS:type": "fixed"}]}, "name": "vm1"}}
+        """#.utf8)
+        let order = try #require(WorkloadKind.addressNetworkOrder(body))
+        #expect(order == ["zeta-net", "alpha-net", "mid-net"])
+        let decoded = try JSONDecoder().decode(JSONValue.self, from: body)
+        #expect(WorkloadKind.novaAddressOrder(decoded["server"]?["addresses"], networkOrder: order) == ["10.9.0.5", "10.1.0.5", "fd00::5"])
+        #expect(WorkloadKind.novaAddressOrder(decoded["server"]?["addresses"]) == ["10.1.0.5", "fd00::5", "10.9.0.5"])
+        #expect(WorkloadKind.addressNetworkOrder(Data("not json".utf8)) == nil)
+    }
 }

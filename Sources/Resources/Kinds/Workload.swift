@@ -1,5 +1,6 @@
 import Foundation
 import OpenStack
+import Yams
 
 /// Servers (`workloads.yml`, `openstack.compute.Server`), with their ports, floating IPs and
 /// volumes nested as the reference tool writes them. Export and validation live here; import
@@ -174,7 +175,13 @@ public enum WorkloadKind: ResourceKind {
         let serverPorts = ports.filter {
             $0["device_id"]?.stringValue == id && ($0["device_owner"]?.stringValue ?? "").hasPrefix("compute:")
         }
-        let order = novaAddressOrder(server["addresses"])
+        var networkOrder: [String]? = nil
+        if (server["addresses"]?.objectValue?.count ?? 0) > 1 {
+            // Several networks: their order is the guest's NIC order, which only the raw answer keeps.
+            let raw = try await ctx.session.send(APIRequest(ServiceType.compute, .GET, "/servers/\(id)"))
+            networkOrder = addressNetworkOrder(raw.body)
+        }
+        let order = novaAddressOrder(server["addresses"], networkOrder: networkOrder)
         let sortedPorts = serverPorts.sorted { a, b in
             let ka = portOrder(a, order), kb = portOrder(b, order)
             return ka != kb ? ka < kb : (a["id"]?.stringValue ?? "") < (b["id"]?.stringValue ?? "")
@@ -221,13 +228,23 @@ public enum WorkloadKind: ResourceKind {
         return ResourceRecord(type: typeName, params: params, info: info, migrationParams: migration)
     }
 
-    /// Fixed IPs in the order Nova lists them (`addresses`, network by network).
-    static func novaAddressOrder(_ addresses: JSONValue?) -> [String] {
+    /// Fixed IPs in the order Nova lists them (`addresses`, network by network, in
+    /// `networkOrder`: the order of the server's interfaces; by name when unknown).
+    public static func novaAddressOrder(_ addresses: JSONValue?, networkOrder: [String]? = nil) -> [String] {
         guard let nets = addresses?.objectValue else { return [] }
-        // Nova's JSON object order is lost in decoding; order networks by name for stability.
-        return nets.sorted { $0.key < $1.key }.flatMap { _, list in
+        func rank(_ n: String) -> Int { networkOrder?.firstIndex(of: n) ?? Int.max }
+        return nets.sorted { rank($0.key) != rank($1.key) ? rank($0.key) < rank($1.key) : $0.key < $1.key }.flatMap { _, list in
             (list.arrayValue ?? []).filter { ($0["OS-EXT-IPS:type"]?.stringValue ?? "fixed") == "fixed" }.compactMap { $0["addr"]?.stringValue }
         }
+    }
+
+    /// The network names of `server.addresses` in the order Nova wrote them (its interface order).
+    /// JSON decoding into a dictionary loses that order; a YAML node (JSON is YAML) keeps it.
+    public static func addressNetworkOrder(_ body: Data) -> [String]? {
+        guard let text = String(data: body, encoding: .utf8), let node = try? Yams.compose(yaml: text),
+              let addresses = node["server"]?["addresses"]?.mapping
+        else { return nil }
+        return addresses.map { $0.key.string ?? "" }
     }
 
     static func portOrder(_ port: JSONValue, _ order: [String]) -> Int {
