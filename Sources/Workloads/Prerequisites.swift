@@ -6,8 +6,11 @@ import Resources
 /// image (re-image mode), keypair, security groups, networks, subnets, free fixed IPs (and
 /// MACs in neutron mode), room in the quotas, and conversion hosts when data is copied.
 enum Prerequisites {
+    ///
+    /// On a resumed run, what the interrupted run already made in the destination (volumes,
+    /// ports, the server and the ports Nova made for it) counts as ours, not as a conflict.
     static func check(_ plan: WorkloadPlan, dst: CloudSession, resolver: ReferenceResolver, ledger: Ledger,
-                      hosts: ConversionHostPair?) async throws -> [String]
+                      hosts: ConversionHostPair?, resuming: Bool = false) async throws -> [String]
     {
         var problems: [String] = []
         func resolve(_ what: String, _ type: RefType, _ ref: Reference) async -> String? {
@@ -26,8 +29,20 @@ enum Prerequisites {
         if plan.volumes.contains(where: { $0.existingDestination == nil }) && hosts == nil {
             problems.append("its volumes need conversion hosts: run `os-migrate conversion-hosts deploy`")
         }
-        // Our own ports (a resumed run) may hold the addresses already.
-        let ours = Set(try ledger.resources(plan.sourceID).filter { $0.kind == "port" }.map(\.resourceID))
+        // Our own ports (a resumed run) may hold the addresses already: recorded ones, and those
+        // of the server the interrupted run created (Nova made them; its name is the workload's).
+        let recorded = try ledger.resources(plan.sourceID).filter { $0.state == .created || $0.state == .kept }
+        var ours = Set(recorded.filter { $0.kind == "port" }.map(\.resourceID))
+        var servers = Set(recorded.filter { $0.kind == "server" }.map(\.resourceID))
+        if resuming {
+            let pattern = "^\(NSRegularExpression.escapedPattern(for: plan.name))$"
+            for s in try await dst.list(Nova.servers, query: [QueryItem("name", pattern)]).collect() where s.name == plan.name {
+                servers.insert(s.id)
+            }
+        }
+        for server in servers {
+            for p in try await dst.list(Neutron.ports, query: [QueryItem("device_id", server)]).collect() { ours.insert(p.id) }
+        }
         for (i, port) in plan.ports.enumerated() {
             guard let net = await resolve("ports[\(i)] network", .network, port.network) else { continue }
             for ip in port.fixedIPs {
@@ -47,14 +62,37 @@ enum Prerequisites {
         if plan.floatingIPMode != .skip {
             for f in plan.floatingIPs { if let n = f.network { _ = await resolve("floating IP network", .network, n) } }
         }
-        problems += try await quotaProblems(plan, dst: dst, flavorID: flavorID)
+        let newVolumes = plan.volumes.indices.filter { i in
+            plan.volumes[i].existingDestination == nil && !recorded.contains { $0.role == "dst-volume:\(i)" }
+        }.map { plan.volumes[$0] }
+        problems += try await placementProblems(newVolumes, dst: dst)
+        problems += try await quotaProblems(newVolumes, serverExists: !servers.isEmpty, dst: dst, flavorID: flavorID)
         return problems
     }
 
-    /// Room for the volumes (count, GiB) and the server (instances, cores, RAM).
-    static func quotaProblems(_ plan: WorkloadPlan, dst: CloudSession, flavorID: String?) async throws -> [String] {
+    /// The volume types and availability zones the new volumes need exist (after mapping).
+    static func placementProblems(_ volumes: [WorkloadPlan.Volume], dst: CloudSession) async throws -> [String] {
+        guard volumes.contains(where: { $0.volumeType != nil || $0.availabilityZone != nil }) else { return [] }
+        let options = try await Volumes.placementOptions(dst)
         var out: [String] = []
-        let newVolumes = plan.volumes.filter { $0.existingDestination == nil }
+        for v in volumes {
+            let spec = VolumeSpec(name: v.name, size: max(v.size, 1), volumeType: v.volumeType, availabilityZone: v.availabilityZone)
+            if let p = Volumes.placementProblem(spec, types: options.types, zones: options.zones) {
+                let line = "volume '\(v.name)': " + p.replacingOccurrences(of: "--map-name volume-type:SOURCE=DESTINATION", with: "--map-volume-type SOURCE=DESTINATION")
+                    .replacingOccurrences(of: "--map-name availability-zone:SOURCE=DESTINATION", with: "--map-az SOURCE=DESTINATION")
+                if !out.contains(line) { out.append(line) }
+            }
+        }
+        return out
+    }
+
+    /// Room for the volumes still to create (count, GiB) and the server (instances, cores, RAM)
+    /// unless it exists already.
+    static func quotaProblems(_ newVolumes: [WorkloadPlan.Volume], serverExists: Bool, dst: CloudSession,
+                              flavorID: String?) async throws -> [String]
+    {
+        var out: [String] = []
+        let gigabytes = newVolumes.reduce(0) { $0 + $1.size }
         if !newVolumes.isEmpty {
             let l = try await dst.blockStorageLimits()["absolute"]
             func room(_ max: String, _ used: String) -> Int? {
@@ -64,10 +102,11 @@ enum Prerequisites {
             if let r = room("maxTotalVolumes", "totalVolumesUsed"), r < newVolumes.count {
                 out.append("volume quota: \(newVolumes.count) needed, \(r) left")
             }
-            if let r = room("maxTotalVolumeGigabytes", "totalGigabytesUsed"), r < plan.gigabytes {
-                out.append("volume gigabytes quota: \(plan.gigabytes) GiB needed, \(r) GiB left")
+            if let r = room("maxTotalVolumeGigabytes", "totalGigabytesUsed"), r < gigabytes {
+                out.append("volume gigabytes quota: \(gigabytes) GiB needed, \(r) GiB left")
             }
         }
+        if serverExists { return out }
         let l = try await dst.computeLimits()["absolute"]
         func room(_ max: String, _ used: String) -> Int? {
             guard let m = l?[max]?.intValue, m >= 0 else { return nil }

@@ -129,9 +129,12 @@ public final class WorkloadMigrator: Sendable {
                     return result(name, .skipped, "source is \(source.status); only ACTIVE servers are stopped")
                 }
             }
-            let problems = try await Prerequisites.check(plan, dst: dst, resolver: resolver, ledger: ledger, hosts: hosts)
+            let problems = try await Prerequisites.check(plan, dst: dst, resolver: resolver, ledger: ledger, hosts: hosts, resuming: resuming)
             if !problems.isEmpty {
-                return result(name, .failed, "prerequisites not met in the destination: " + problems.joined(separator: "; "))
+                let failure = "prerequisites not met in the destination: " + problems.joined(separator: "; ")
+                guard resuming, !options.dryRun else { return result(name, .failed, failure) }
+                // An interrupted run left things behind: undo them, as a failure at any step does.
+                return await fail(name, failure, WorkloadRun(migrator: self, plan: plan, resolver: resolver))
             }
             if options.dryRun {
                 let copies = plan.volumes.filter { $0.existingDestination == nil }
@@ -140,16 +143,19 @@ public final class WorkloadMigrator: Sendable {
                                   + "\(plan.floatingIPs.count) floating IP(s)" + (source.status == "SHUTOFF" ? "" : ", after stopping the source"),
                               action: "migrated")
             }
-            if source.status != "SHUTOFF" {
-                try await stopSource(plan.sourceID)
-            }
             try ledger.begin(sourceID: plan.sourceID, name: name)
             let run = WorkloadRun(migrator: self, plan: plan, resolver: resolver)
             do {
+                if source.status != "SHUTOFF" {
+                    // Recorded first: a failure (or a kill, then a failure) starts it again.
+                    try ledger.record(plan.sourceID, cloud: .src, kind: "stopped-server", role: "stopped-source", id: plan.sourceID)
+                    try await stopSource(plan.sourceID)
+                }
                 var step = MigrationStep.resume(after: try ledger.workload(plan.sourceID)?.step)
                 while let s = step {
                     try Self.injectedFailure(s)
                     try await run.perform(s)
+                    try Self.injectedFailure(after: s)
                     try ledger.completeStep(plan.sourceID, s.rawValue)
                     step = s.next
                 }
@@ -157,17 +163,21 @@ public final class WorkloadMigrator: Sendable {
                 let server = try ledger.workload(plan.sourceID)?.destinationID
                 return result(name, .changed, run.summary(), action: "migrated", id: server)
             } catch {
-                let failure = "\(error)"
-                try? ledger.log(plan.sourceID, step: "failed", failure)
-                let leftovers = await run.rollback()
-                try? ledger.finish(plan.sourceID, state: .failed, error: failure)
-                let cleaned = leftovers.isEmpty ? "everything it created was removed and the source restored"
-                    : "cleanup incomplete: " + leftovers.joined(separator: "; ")
-                return result(name, .failed, "\(failure); \(cleaned)")
+                return await fail(name, "\(error)", run)
             }
         } catch {
             return result(name, .failed, "\(error)")
         }
+    }
+
+    /// The failure path: undo everything the run created in both clouds, restore the source.
+    func fail(_ name: String, _ failure: String, _ run: WorkloadRun) async -> ItemResult {
+        try? ledger.log(run.id, step: "failed", failure)
+        let leftovers = await run.rollback()
+        try? ledger.finish(run.id, state: .failed, error: failure)
+        let cleaned = leftovers.isEmpty ? "everything it created was removed and the source restored"
+            : "cleanup incomplete: " + leftovers.joined(separator: "; ")
+        return result(name, .failed, "\(failure); \(cleaned)")
     }
 
     func stopSource(_ id: String) async throws {
@@ -180,6 +190,17 @@ public final class WorkloadMigrator: Sendable {
     static func injectedFailure(_ step: MigrationStep) throws {
         if ProcessInfo.processInfo.environment["OSM_FAIL_AT"] == step.rawValue {
             throw OpenStackError(kind: .waitFailed, service: "test", message: "injected failure at step \(step.rawValue) (OSM_FAIL_AT)")
+        }
+    }
+
+    /// Test hooks: after a step did its work but before the ledger says so, `OSM_FAIL_AFTER=<step>`
+    /// fails (what it made must be undone) and `OSM_EXIT_AFTER=<step>` ends the process at once,
+    /// as a kill would (the next run must take over what it made).
+    static func injectedFailure(after step: MigrationStep) throws {
+        let env = ProcessInfo.processInfo.environment
+        if env["OSM_EXIT_AFTER"] == step.rawValue { exit(137) }
+        if env["OSM_FAIL_AFTER"] == step.rawValue {
+            throw OpenStackError(kind: .waitFailed, service: "test", message: "injected failure after step \(step.rawValue) (OSM_FAIL_AFTER)")
         }
     }
 }

@@ -57,7 +57,18 @@ struct WorkloadRun: Sendable {
             try ledger.record(id, cloud: cloud, kind: kind, role: role, id: found, detail: detail)
             return found
         }
-        let new = try await create()
+        let new: String
+        do {
+            new = try await create()
+        } catch {
+            // The request may have been applied and only its answer lost (a reset connection, a
+            // timeout): what `adopt` finds now is ours, recorded instead of leaked.
+            if let adopt, let found = try? await adopt() {
+                try ledger.record(id, cloud: cloud, kind: kind, role: role, id: found, detail: detail)
+                return found
+            }
+            throw error
+        }
         try ledger.record(id, cloud: cloud, kind: kind, role: role, id: new, detail: detail)
         return new
     }
@@ -165,10 +176,18 @@ struct WorkloadRun: Sendable {
                 continue
             }
             let staged = try stagedVolume(v)
-            let size = v.size > 0 ? v.size : try await src.get(Cinder.volumes, staged).size
-            let vid = try await ensure("dst-volume:\(i)", .dst, "volume", detail: ["device": v.device, "source": staged]) {
+            let stagedVolume = v.size > 0 && v.staging != .serverImage ? nil : try await src.get(Cinder.volumes, staged)
+            let size = v.size > 0 ? v.size : stagedVolume?.size ?? 1
+            let origin = v.sourceID ?? staged
+            let vid = try await ensure("dst-volume:\(i)", .dst, "volume", detail: ["device": v.device, "source": staged], adopt: {
+                // One an interrupted run created (its answer lost, or killed before recording it):
+                // created with our source key, never attached to a server.
+                try await dst.list(Cinder.volumes, query: [QueryItem("name", v.name)]).collect().first {
+                    $0.name == v.name && $0.metadata?[Volumes.sourceKey] == origin && !$0.status.hasPrefix("error") && $0.attachments.isEmpty
+                }?.id
+            }) {
                 var body: JSONObject = ["size": .int(size), "name": .string(v.name),
-                                        "metadata": [Volumes.sourceKey: .string(v.sourceID ?? staged)]]
+                                        "metadata": [Volumes.sourceKey: .string(origin)]]
                 if let d = v.description { body["description"] = .string(d) }
                 if let t = v.volumeType { body["volume_type"] = .string(t) }
                 if let a = v.availabilityZone { body["availability_zone"] = .string(a) }
@@ -176,9 +195,19 @@ struct WorkloadRun: Sendable {
             }
             _ = try await waitVolume(dst, vid, "available")
             if v.isBoot { try await dst.setVolumeBootable(vid, true) }
-            try await dst.setVolumeImageMetadata(vid, v.imageMetadata)
+            // A boot disk made from a server snapshot carries the image properties (UEFI, disk
+            // bus, …) on the temporary volume Cinder made from it; the keys naming that temporary
+            // image are left out.
+            let imageMetadata = v.staging == .serverImage
+                ? (stagedVolume?.volumeImageMetadata ?? [:]).filter { !Self.temporaryImageKeys.contains($0.key) } : v.imageMetadata
+            try await dst.setVolumeImageMetadata(vid, imageMetadata)
         }
     }
+
+    /// Image metadata Cinder copies from the temporary server snapshot that describe it, not the disk.
+    static let temporaryImageKeys: Set<String> = ["image_id", "image_name", "checksum", "size", "os_hash_algo", "os_hash_value",
+                                                  "image_location", "image_state", "image_type", "instance_uuid", "base_image_ref",
+                                                  "owner_id", "owner_project_name", "owner_user_name", "user_id", "boot_roles"]
 
     func destinationVolume(_ index: Int) throws -> String {
         guard let r = try ledger.resource(id, role: "dst-volume:\(index)") else {
@@ -239,11 +268,26 @@ struct WorkloadRun: Sendable {
     func createPorts() async throws {
         guard plan.portMode == .neutron else { return }
         for (i, port) in plan.ports.enumerated() {
-            _ = try await ensure("dst-port:\(i)", .dst, "port") {
+            _ = try await ensure("dst-port:\(i)", .dst, "port", adopt: { try await unusedPort(port) }) {
                 try await dst.create(Neutron.ports, try await portBody(port))
                     .id
             }
         }
+    }
+
+    /// A port an interrupted run created for `port`: on its network, with its MAC or first fixed
+    /// IP, bound to no device (the prerequisites found these free before the run began).
+    func unusedPort(_ port: WorkloadPlan.Port) async throws -> String? {
+        let net = try await resolver.resolve(.network, port.network)
+        var query = [QueryItem("network_id", net)]
+        if let mac = port.macAddress {
+            query.append(QueryItem("mac_address", mac))
+        } else if let ip = port.fixedIPs.first?.ip {
+            query.append(QueryItem("fixed_ips", "ip_address=\(ip)"))
+        } else {
+            return nil
+        }
+        return try await dst.list(Neutron.ports, query: query).collect().first { ($0.deviceID ?? "").isEmpty }?.id
     }
 
     func portBody(_ port: WorkloadPlan.Port) async throws -> JSONObject {
@@ -272,11 +316,13 @@ struct WorkloadRun: Sendable {
     func createServer() async throws {
         let bootVolume = try plan.volumes.enumerated().first { $0.element.isBoot }.map { try destinationVolume($0.offset) }
         let serverID = try await ensure("dst-server", .dst, "server", adopt: {
-            // A server an interrupted run created: same name, our boot volume attached.
-            guard let bootVolume else { return nil }
+            // A server an interrupted run created (or whose create answer was lost): same name,
+            // and our boot volume attached, or (re-image mode) our data volumes or none.
             let same = try await dst.list(Nova.servers, query: [QueryItem("name", "^\(NSRegularExpression.escapedPattern(for: plan.name))$")])
-                .collect().filter { $0.name == plan.name }
-            return same.first { ($0.volumesAttached ?? []).contains { $0.id == bootVolume } }?.id
+                .collect().filter { $0.name == plan.name && $0.status != "DELETED" }
+            if let bootVolume { return same.first { ($0.volumesAttached ?? []).contains { $0.id == bootVolume } }?.id }
+            let data = Set(try plan.volumes.indices.map { try destinationVolume($0) })
+            return same.first { Set(($0.volumesAttached ?? []).map(\.id)) == data }?.id
         }) {
             try await dst.json(APIRequest(ServiceType.compute, .POST, "/servers", body: ["server": .object(try await serverBody(bootVolume))]),
                                key: "server")["id"]?.stringValue ?? ""
@@ -285,6 +331,38 @@ struct WorkloadRun: Sendable {
         _ = try await Waiter.wait("destination server \(plan.name)", service: ServiceType.compute, timeout: min(timeout, 900),
                                   until: ["ACTIVE"], failOn: ["ERROR"], fetch: { try await dst.find(Nova.servers, id: serverID) },
                                   status: { $0.status }, detail: { $0.faultMessage })
+        if plan.portMode == .nova { try await completeNovaPorts(serverID) }
+    }
+
+    /// Nova mode: Nova made the ports from a network and a fixed IP; what else the source ports
+    /// had (port security off, their own security groups, allowed address pairs) is set on them
+    /// now. Idempotent: only what differs is written.
+    func completeNovaPorts(_ serverID: String) async throws {
+        let ports = try await dst.list(Neutron.ports, query: [QueryItem("device_id", serverID)]).collect()
+        let serverGroups = plan.securityGroups.map(\.name).sorted()
+        for wanted in plan.ports {
+            guard let ip = wanted.fixedIPs.first?.ip,
+                  let port = ports.first(where: { ($0.fixedIPs ?? []).contains { $0.ipAddress == ip } })
+            else { continue }
+            var body: JSONObject = [:]
+            if wanted.portSecurityEnabled == false {
+                if port.portSecurityEnabled != false {
+                    body["security_groups"] = .array([])
+                    body["port_security_enabled"] = false
+                }
+            } else {
+                if let groups = wanted.securityGroups, groups.map(\.name).sorted() != serverGroups {
+                    var ids: [String] = []
+                    for g in groups { ids.append(try await resolver.resolve(.securityGroup, g)) }
+                    if Set(ids) != Set(port.securityGroups ?? []) { body["security_groups"] = .array(ids.map(JSONValue.string)) }
+                }
+                let wantedPairs = Set(wanted.allowedAddressPairs.compactMap { $0["ip_address"]?.stringValue })
+                if !wantedPairs.isEmpty, wantedPairs != Set((port.allowedAddressPairs ?? []).map(\.ipAddress)) {
+                    body["allowed_address_pairs"] = .array(wanted.allowedAddressPairs)
+                }
+            }
+            if !body.isEmpty { _ = try await dst.update(Neutron.ports, port.id, body) }
+        }
     }
 
     func serverBody(_ bootVolume: String?) async throws -> JSONObject {
@@ -365,7 +443,11 @@ struct WorkloadRun: Sendable {
                 throw OpenStackError(kind: .notFound, service: ServiceType.network, message: "floating IP \(f.address ?? "?") has no network")
             }
             let netID = try await resolver.resolve(.network, net)
-            _ = try await ensure(role, .dst, "floatingip") {
+            _ = try await ensure(role, .dst, "floatingip", adopt: {
+                // A floating IP an interrupted run created: on our port, for this fixed IP.
+                try await dst.list(Neutron.floatingIPs, query: [QueryItem("port_id", port.id)]).collect()
+                    .first { f.fixedIP == nil || $0.fixedIPAddress == f.fixedIP }?.id
+            }) {
                 var body: JSONObject = ["floating_network_id": .string(netID), "port_id": .string(port.id)]
                 if let fixed = f.fixedIP { body["fixed_ip_address"] = .string(fixed) }
                 if let d = f.description, !d.isEmpty { body["description"] = .string(d) }
@@ -384,7 +466,7 @@ struct WorkloadRun: Sendable {
             try ledger.setState(r, .kept)
         }
         var problems: [String] = []
-        await undoSource(&problems)
+        await undoSource(&problems, restart: false)
         for p in problems { try? ledger.log(id, step: MigrationStep.cleanup.rawValue, p) }
     }
 
@@ -400,7 +482,7 @@ struct WorkloadRun: Sendable {
     func rollback() async -> [String] {
         var problems: [String] = []
         await undoDestination(&problems)
-        await undoSource(&problems)
+        await undoSource(&problems, restart: true)
         try? ledger.clearCopies(id)
         return problems
     }
@@ -456,7 +538,9 @@ struct WorkloadRun: Sendable {
         }
     }
 
-    func undoSource(_ problems: inout [String]) async {
+    /// Give the source back what the run took; `restart`: the migration failed, so a source VM
+    /// the run stopped (`--stop-source`) is started again (on success it stays stopped).
+    func undoSource(_ problems: inout [String], restart: Bool) async {
         let created = ((try? ledger.resources(id, state: .created)) ?? []).filter { $0.cloud == CloudSide.src.rawValue }
         for r in created where r.kind == "attachment" {
             await attempt("detach volume \(r.resourceID) from the source conversion host", &problems) {
@@ -495,6 +579,21 @@ struct WorkloadRun: Sendable {
                     _ = try await waitVolume(src, r.resourceID, "available")
                     try await src.attachVolume(server: server, volume: r.resourceID)
                     _ = try await waitVolume(src, r.resourceID, "in-use")
+                }
+                try ledger.setState(r, .released)
+            }
+        }
+        for r in created where r.kind == "stopped-server" {
+            guard restart else {
+                try? ledger.setState(r, .released)
+                continue
+            }
+            await attempt("start the source server \(r.resourceID) again", &problems) {
+                if let s = try await src.find(Nova.servers, id: r.resourceID), s.status == "SHUTOFF" {
+                    try await src.startServer(r.resourceID)
+                    _ = try await Waiter.wait("source server \(r.resourceID)", service: ServiceType.compute, timeout: timeout, until: ["ACTIVE"],
+                                              failOn: ["ERROR"], fetch: { try await src.find(Nova.servers, id: r.resourceID) },
+                                              status: { $0.status })
                 }
                 try ledger.setState(r, .released)
             }

@@ -66,9 +66,11 @@ enum WorkloadImport {
             }
         }
         for s in skipped { sink.item(s) }
+        // Conversion hosts only when some disk is copied (data_copy false with every volume given
+        // by uuid needs none); a record the plan refuses fails later with its own message.
         let needsHosts = records.contains { r in
-            (r.migrationParams["data_copy"]?.boolValue ?? true) && !(r.params["volumes"]?.arrayValue ?? []).isEmpty
-                || (r.migrationParams["boot_disk_copy"]?.boolValue ?? false)
+            guard let plan = try? WorkloadPlan.make(r) else { return false }
+            return plan.volumes.contains { $0.existingDestination == nil }
         }
         var hosts: ConversionHostPair?
         if needsHosts {

@@ -32,9 +32,10 @@ enum WorkloadLab {
 
     /// A server on `network`, from a boot volume or an image, with data volumes attached in order.
     static func server(_ s: CloudSession, name: String, network: String, securityGroup: String, key: String,
-                       bootVolume: String?, image: String?, data: [String], flavor: String) async throws -> String
+                       bootVolume: String?, image: String?, data: [String], flavor: String, moreNetworks: [String] = []) async throws -> String
     {
-        var body: JSONObject = ["name": .string(name), "flavorRef": .string(flavor), "networks": [["uuid": .string(network)]],
+        var body: JSONObject = ["name": .string(name), "flavorRef": .string(flavor),
+                                "networks": .array(([network] + moreNetworks).map { ["uuid": .string($0)] }),
                                 "security_groups": [["name": .string(securityGroup)]], "key_name": .string(key),
                                 "metadata": ["role": .string(name)]]
         if let bootVolume {

@@ -246,6 +246,82 @@ struct WorkloadMigrationTests {
         }
     }
 
+    @Test("after the server exists: a failure removes it and its ports and starts a stopped source again; a kill is finished by the rerun without a duplicate; NIC order is kept")
+    func afterTheServerExists() async throws {
+        try await Self.withEnv("wla") { env in
+            let s = env.s, d = env.d
+            // A second network whose name sorts first: the NIC order must not follow names.
+            let second = try await s.create(Neutron.networks, ["name": "aa-net"])
+            _ = try await s.create(Neutron.subnets, ["name": "aa-subnet", "network_id": .string(second.id), "ip_version": 4,
+                                                     "cidr": "10.61.0.0/24"])
+            let undoData = try await WorkloadLab.volume(s, name: "u-data", size: 1)
+            let lateData = try await WorkloadLab.volume(s, name: "l-data", size: 1)
+            try await WorkloadLab.fill(undoData.id, seed: 31, offsetMiB: 0, count: 2)
+            try await WorkloadLab.fill(lateData.id, seed: 32, offsetMiB: 5, count: 3)
+            let undo = try await WorkloadLab.server(s, name: "vm-undo", network: env.network, securityGroup: "app-sg", key: "app-key",
+                                                    bootVolume: nil, image: env.image, data: [undoData.id], flavor: "1")
+            let late = try await WorkloadLab.server(s, name: "vm-late", network: env.network, securityGroup: "app-sg", key: "app-key",
+                                                    bootVolume: nil, image: env.image, data: [lateData.id], flavor: "1",
+                                                    moreNetworks: [second.id])
+            // Nova mode makes ports from a network and an IP: the rest of a source port must follow.
+            let lateSecond = try #require(try await s.list(Neutron.ports, query: [QueryItem("device_id", late), QueryItem("network_id", second.id)])
+                .collect().first)
+            _ = try await s.update(Neutron.ports, lateSecond.id, ["allowed_address_pairs": [["ip_address": "10.61.0.200"]]])
+            try await Self.prepare(env)
+            let yaml = try String(contentsOfFile: env.workloadsPath, encoding: .utf8)
+            let late0 = try #require(yaml.range(of: "name: vm-late"))
+            let afterLate = yaml[late0.upperBound...]
+            let appAt = try #require(afterLate.range(of: "name: app-net")).lowerBound
+            let aaAt = try #require(afterLate.range(of: "name: aa-net")).lowerBound
+            #expect(appAt < aaAt, "vm-late's ports are not in NIC order (app-net first)")
+            let srcBefore = try await WorkloadLab.inventory(s)
+            let dstBefore = try await WorkloadLab.inventory(d)
+
+            // The server exists, then the run fails: server and Nova's ports go, the running source
+            // that --stop-source stopped runs again, its volume is back.
+            let failed = try await env.run(["import", "workloads", "--stop-source", "--filter", "workloads=vm-undo", "--json"],
+                                           env: ["OSM_FAIL_AFTER": "server"])
+            #expect(failed.exitCode == 1)
+            let msg = Self.item(failed.stdout, "vm-undo")?["message"]?.stringValue ?? ""
+            #expect(msg == "test: injected failure after step server (OSM_FAIL_AFTER); everything it created was removed and the source restored",
+                    "\(msg)")
+            #expect(try await WorkloadLab.inventory(d) == dstBefore)
+            #expect(try await WorkloadLab.inventory(s) == srcBefore)
+            #expect(try await s.get(Nova.servers, undo).status == "ACTIVE")
+            #expect(try await s.get(Cinder.volumes, undoData.id).attachments.first?.serverID == undo)
+
+            // Killed right after the server was created (Nova made its ports): the rerun sees them
+            // as its own, finishes, and creates nothing twice.
+            let killed = try await env.run(["import", "workloads", "--stop-source", "--filter", "workloads=vm-late", "--json",
+                                            "--map-flavor", "m1.tiny=m1.small"], env: ["OSM_EXIT_AFTER": "server"])
+            #expect(killed.exitCode == 137, "\(killed.stderr)")
+            #expect(try await d.named(Nova.servers, "vm-late").count == 1)
+            let rerun = try await env.run(["import", "workloads", "--filter", "workloads=vm-late", "--json"])
+            #expect(rerun.exitCode == 0, "\(rerun.stderr)\n\(rerun.stdout)")
+            #expect(Self.item(rerun.stdout, "vm-late")?["status"]?.stringValue == "changed", "\(rerun.stdout)")
+            let servers = try await d.named(Nova.servers, "vm-late")
+            #expect(servers.count == 1)
+            let target = try #require(servers.first)
+            #expect(target.flavor?.originalName == "m1.small", "--map-flavor m1.tiny=m1.small was not applied")
+            let ports = try await d.list(Neutron.ports, query: [QueryItem("device_id", target.id)]).collect()
+            #expect(ports.count == 2, "\(ports.map(\.id))")
+            let secondIP = lateSecond.fixedIPs?.first?.ipAddress
+            let migratedSecond = ports.first { ($0.fixedIPs ?? []).contains { $0.ipAddress == secondIP } }
+            #expect(migratedSecond?.allowedAddressPairs?.map(\.ipAddress) == ["10.61.0.200"])
+            let raw = try await d.send(APIRequest(ServiceType.compute, .GET, "/servers/\(target.id)"))
+            #expect(WorkloadKind.addressNetworkOrder(raw.body) == ["app-net", "aa-net"])
+            let attached = try await d.volumeAttachments(server: target.id)
+            #expect(attached.count == 1)
+            if let a = attached.first { #expect(try await WorkloadLab.identical(lateData.id, a.volumeID)) }
+            // Success leaves the source stopped, with its volume back, and no temporaries.
+            #expect(try await s.get(Nova.servers, late).status == "SHUTOFF")
+            #expect(try await s.get(Cinder.volumes, lateData.id).attachments.first?.serverID == late)
+            #expect(try await WorkloadLab.inventory(s) == srcBefore)
+            let dstVolumes = try await d.list(Cinder.volumes).collect().map(\.name)
+            #expect(dstVolumes == ["l-data"], "\(dstVolumes)")
+        }
+    }
+
     @Test("detached volumes move with their data, verified; a rerun is ok and copies nothing")
     func detachedVolumeData() async throws {
         try await Self.withEnv("wlv") { env in
@@ -271,6 +347,28 @@ struct WorkloadMigrationTests {
             #expect(last.last { $0["name"]?.stringValue == "dv-data" }?["status"]?.stringValue == "ok")
             #expect(last.last?["api_writes"]?.intValue == 0)
             #expect(try await d.list(Cinder.volumes).collect().count == 1)
+
+            // A destination volume of that name that os-migrate did not create is someone's data: never written.
+            _ = try await WorkloadLab.volume(s, name: "dv-clash", size: 1)
+            let theirs = try await WorkloadLab.volume(d, name: "dv-clash", size: 1)
+            try await WorkloadLab.fill(theirs.id, seed: 23, offsetMiB: 0, count: 1)
+            func head(_ id: String) async throws -> Data? {
+                let h = try FileHandle(forReadingFrom: URL(fileURLWithPath: try await WorkloadLab.volumePath(id)))
+                defer { try? h.close() }
+                return try h.read(upToCount: 1 << 20)
+            }
+            let theirBytes = try await head(theirs.id)
+            let exp2 = try await env.run(["export", "detached-volumes"])
+            try #require(exp2.exitCode == 0, "\(exp2.stderr)")
+            let clash = try await env.run(["import", "detached-volumes", "--json"])
+            #expect(clash.exitCode == 1)
+            let events2 = clash.stdout.split(separator: "\n").compactMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+            let failed = events2.last { $0["event"]?.stringValue == "item" && $0["name"]?.stringValue == "dv-clash" }
+            #expect(failed?["status"]?.stringValue == "failed")
+            #expect(failed?["message"]?.stringValue == "volume \(theirs.id) named 'dv-clash' exists in the destination but was not created by os-migrate (no os_migrate_source_volume metadata): copying would overwrite its data; delete or rename it",
+                    "\(clash.stdout)")
+            #expect(try await head(theirs.id) == theirBytes)
+            #expect(try await d.get(Cinder.volumes, theirs.id).metadata?["os_migrate_source_volume"] == nil)
         }
     }
 

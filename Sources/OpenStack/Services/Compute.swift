@@ -224,6 +224,11 @@ extension CloudSession {
                                       body: ["os-stop": .null], idempotent: true, acceptedStatuses: [409]))
     }
 
+    public func startServer(_ id: String) async throws {
+        _ = try await send(APIRequest(ServiceType.compute, .POST, Nova.servers.itemPath(id) + "/action",
+                                      body: ["os-start": .null], idempotent: true, acceptedStatuses: [409]))
+    }
+
     /// Snapshot a server into a Glance image; returns the image id.
     public func createServerImage(_ id: String, name: String, metadata: [String: String] = [:]) async throws -> String {
         let r = try await serverAction(id, "createImage", ["name": .string(name),
