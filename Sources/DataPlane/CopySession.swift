@@ -131,6 +131,7 @@ final class CopySession: @unchecked Sendable {
         if let c = h.corruptChunk { args += ["--test-corrupt-chunk", String(c)] }
         if h.corruptAlways { args.append("--test-corrupt-always") }
         if let k = h.killAfterBytes { args += ["--test-kill-after-bytes", String(k)] }
+        if let k = h.senderKillAfterBytes { args += ["--test-sender-kill-after-bytes", String(k)] }
         return args
     }
 

@@ -10,7 +10,8 @@ public enum DataPlane {
 /// One clear, single-line failure.
 public struct DataPlaneError: Error, CustomStringConvertible, Sendable, Equatable, Codable {
     public enum Kind: String, Sendable, Codable {
-        /// ssh could not connect or authenticate, or the agent could not be started remotely.
+        /// ssh could not connect or authenticate, the agent could not be started remotely, or the
+        /// connection to the source was lost in the middle of the transfer (a rerun resumes).
         case connect
         /// A source or destination path does not exist.
         case notFound
@@ -55,6 +56,9 @@ public struct TestHooks: Sendable, Codable, Equatable {
     public var corruptAlways = false
     /// SIGKILL the receiving process once this many data bytes were written.
     public var killAfterBytes: UInt64?
+    /// Once the sender has sent this many bytes, it writes half of its next data frame, a line on
+    /// stderr, and SIGKILLs itself (a sender or its ssh dying in the middle of the transfer).
+    public var senderKillAfterBytes: UInt64?
     public init() {}
 }
 

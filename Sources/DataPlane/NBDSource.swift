@@ -358,7 +358,9 @@ final class NBDConnection: @unchecked Sendable {
 
     private static func recvRaw(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ n: Int) throws {
         if n == 0 { return }
-        guard try readFully(fd, p, n) else { throw DataPlaneError("the NBD server closed the connection", kind: .connect) }
+        let complete: Bool
+        do { complete = try readFully(fd, p, n) } catch is ConnectionLost { complete = false }
+        guard complete else { throw DataPlaneError("the NBD server closed the connection", kind: .connect) }
     }
 }
 

@@ -308,7 +308,8 @@ func enlargePipe(_ fd: Int32, to bytes: Int = 1 << 20) {
     _ = fcntl(fd, LinuxConstants.fSetPipeSize, Int32(bytes))
 }
 
-/// Reads exactly `count` bytes from a stream; returns false on EOF before the first byte, throws on a short read.
+/// Reads exactly `count` bytes from a stream; returns false on EOF before the first byte, throws
+/// `ConnectionLost` on a short read.
 func readFully(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) throws -> Bool {
     var done = 0
     while done < count {
@@ -319,7 +320,7 @@ func readFully(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) thr
         }
         if n == 0 {
             if done == 0 { return false }
-            throw DataPlaneError("connection closed in the middle of a frame")
+            throw ConnectionLost()
         }
         done += n
     }

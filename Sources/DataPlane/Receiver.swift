@@ -221,7 +221,7 @@ final class ReceiveSession: @unchecked Sendable {
         }
         if failed == nil {
             for s in streams {
-                do { try s.writer.send(.finish) } catch { fail(DataPlaneError("lost the connection to the source before the summary", kind: .connect)) }
+                do { try s.writer.send(.finish) } catch { fail(DataPlaneError("source \(config.source.description): the connection was lost before the summary", kind: .connect)) }
             }
             cond.lock()
             while failure == nil && summaries.contains(where: { $0 == nil }) { cond.wait() }
@@ -447,7 +447,9 @@ final class ReceiveSession: @unchecked Sendable {
     // MARK: streams
 
     private func senderArguments() -> [String] {
-        ["agent", "send", nbdTunnel?.uri ?? config.source.path]
+        var args = ["agent", "send", nbdTunnel?.uri ?? config.source.path]
+        if let k = config.hooks.senderKillAfterBytes { args += ["--test-kill-after-bytes", String(k)] }
+        return args
     }
 
     private func launch(stream index: Int) throws -> PeerStream {
@@ -524,11 +526,7 @@ final class ReceiveSession: @unchecked Sendable {
                     cond.lock()
                     let done = summaries[s.index] != nil
                     cond.unlock()
-                    if !done {
-                        let status = s.process.wait(timeout: 5)
-                        let why = s.process.lastStderrLine().map { ": \($0)" } ?? " (\(status))"
-                        fail(DataPlaneError("source \(config.source.description): the connection closed unexpectedly\(why)", kind: .connect))
-                    }
+                    if !done { lost(s) }
                     return
                 }
                 if h.type == .data {
@@ -574,6 +572,8 @@ final class ReceiveSession: @unchecked Sendable {
                     throw ProtocolError("unexpected frame \(h.type)")
                 }
             }
+        } catch is ConnectionLost {
+            lost(s)
         } catch let e as DataPlaneError {
             fail(e)
         } catch let e as ProtocolError {
@@ -581,6 +581,16 @@ final class ReceiveSession: @unchecked Sendable {
         } catch {
             if failed == nil { fail(DataPlaneError("source \(config.source.description): \(error)", kind: .connect)) }
         }
+    }
+
+    /// A stream ended before its summary (at a frame boundary or inside a frame): ssh or the sender went
+    /// away. One line naming the source, with the last line ssh (or the agent) wrote on stderr.
+    private func lost(_ s: PeerStream) {
+        guard failed == nil else { return }  // we stopped it ourselves
+        let status = s.process.wait(timeout: 5)
+        let program = config.source.endpoint != nil && nbdTunnel == nil ? "ssh" : "the agent"
+        let why = s.process.lastStderrLine().map { ": \($0)" } ?? " (\(program) \(status))"
+        fail(DataPlaneError("source \(config.source.description): the connection was lost during the transfer\(why)", kind: .connect))
     }
 
     private func checkRun(_ first: Int, _ count: Int, _ stream: Int, _ streamCount: Int) throws {
@@ -592,7 +602,9 @@ final class ReceiveSession: @unchecked Sendable {
 
     private func readData(_ s: PeerStream, header h: FrameHeader, streamCount: Int) throws {
         var fixed = [UInt8](repeating: 0, count: DataFrameHeader.fixedSize)
-        _ = try fixed.withUnsafeMutableBytes { try s.reader.read(into: $0.baseAddress!, count: $0.count) }
+        guard try fixed.withUnsafeMutableBytes({ try s.reader.read(into: $0.baseAddress!, count: $0.count) }) else {
+            throw ConnectionLost()
+        }
         var (dh, n) = try fixed.withUnsafeBytes { try DataFrameHeader.decodeFixed($0) }
         let table = try s.reader.payload(n * DataFrameHeader.segmentSize)
         dh.segments = try table.withUnsafeBytes { try DataFrameHeader.decodeTable($0, count: n) }
@@ -607,15 +619,18 @@ final class ReceiveSession: @unchecked Sendable {
         }
         let bufferPool: BufferPool = pool
         guard let buffer = bufferPool.take() else { throw DataPlaneError("cancelled") }
-        for seg in dh.segments {
-            let r = seg.byteRange(chunkLength: length)
-            if seg.isData {
-                guard try s.reader.read(into: buffer.pointer + r.lowerBound, count: r.count) else {
-                    throw DataPlaneError("connection closed in the middle of a frame", kind: .connect)
+        do {
+            for seg in dh.segments {
+                let r = seg.byteRange(chunkLength: length)
+                if seg.isData {
+                    guard try s.reader.read(into: buffer.pointer + r.lowerBound, count: r.count) else { throw ConnectionLost() }
+                } else {
+                    memset(buffer.pointer + r.lowerBound, 0, r.count)
                 }
-            } else {
-                memset(buffer.pointer + r.lowerBound, 0, r.count)
             }
+        } catch {
+            bufferPool.give(buffer)
+            throw error
         }
         if let c = config.hooks.corruptChunk, c == dh.index, let firstData = dh.segments.first(where: \.isData) {
             cond.lock()

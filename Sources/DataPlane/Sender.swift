@@ -23,6 +23,13 @@ public enum SenderDecision: Equatable, Sendable {
     }
 }
 
+/// The peer's byte stream ended inside a frame: ssh, or the agent at the other end, went away in the
+/// middle of the transfer. A lost connection, not a protocol violation: the receiver reports it as one
+/// line naming the source, with ssh's last stderr line (`DataPlaneError.Kind.connect`).
+struct ConnectionLost: Error, CustomStringConvertible {
+    var description: String { "the connection closed in the middle of a frame" }
+}
+
 /// Buffered reading of frames from a stream descriptor.
 final class FrameReader: @unchecked Sendable {
     let fd: Int32
@@ -47,7 +54,8 @@ final class FrameReader: @unchecked Sendable {
         buffer = AlignedBuffer(capacity: bufferSize)
     }
 
-    /// Reads exactly `count` bytes into `dest`; false on a clean EOF before any byte.
+    /// Reads exactly `count` bytes into `dest`; false on a clean EOF before any byte, `ConnectionLost`
+    /// on an EOF after some.
     func read(into dest: UnsafeMutableRawPointer, count: Int) throws -> Bool {
         var done = 0
         let buffered = min(end - start, count)
@@ -66,7 +74,7 @@ final class FrameReader: @unchecked Sendable {
                 }
                 if n == 0 {
                     if done == 0 { return false }
-                    throw DataPlaneError("connection closed in the middle of a frame", kind: .protocolError)
+                    throw ConnectionLost()
                 }
                 done += n
                 addRead(n)
@@ -78,7 +86,7 @@ final class FrameReader: @unchecked Sendable {
                 }
                 if n == 0 {
                     if done == 0 { return false }
-                    throw DataPlaneError("connection closed in the middle of a frame", kind: .protocolError)
+                    throw ConnectionLost()
                 }
                 addRead(n)
                 start = 0
@@ -109,11 +117,12 @@ final class FrameReader: @unchecked Sendable {
         return h
     }
 
+    /// The payload of a frame whose header was read (so an EOF here is `ConnectionLost`).
     func payload(_ count: Int) throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
         if count > 0 {
             let ok = try out.withUnsafeMutableBytes { try read(into: $0.baseAddress!, count: count) }
-            if !ok { throw DataPlaneError("connection closed in the middle of a frame", kind: .protocolError) }
+            if !ok { throw ConnectionLost() }
         }
         return out
     }
@@ -157,12 +166,28 @@ final class FrameWriter: @unchecked Sendable {
         defer { lock.unlock() }
         return bytesWritten
     }
+
+    /// Test hook: writes only the first `count` bytes of the frame in `parts`, then runs `then` (which
+    /// does not return) while still holding the lock, so no other frame follows the torn one.
+    func sendTruncated(parts: [UnsafeRawBufferPointer], count: Int, then: () -> Never) -> Never {
+        lock.lock()
+        var left = count
+        var cut: [UnsafeRawBufferPointer] = []
+        for p in parts where left > 0 {
+            let n = min(p.count, left)
+            cut.append(UnsafeRawBufferPointer(rebasing: p[0..<n]))
+            left -= n
+        }
+        try? writeFully(fd, cut)
+        then()
+    }
 }
 
 /// `os-migrate agent send PATH`: reads the source and answers the receiver over stdin/stdout.
 public enum Sender {
-    /// Runs the sender on `input`/`output`; returns the process exit status.
-    public static func run(path: String, input: Int32 = 0, output: Int32 = 1) -> Int32 {
+    /// Runs the sender on `input`/`output`; returns the process exit status. Only the sender's fields
+    /// of `hooks` (`sender…`) apply.
+    public static func run(path: String, input: Int32 = 0, output: Int32 = 1, hooks: TestHooks = TestHooks()) -> Int32 {
         signal(SIGPIPE, SIG_IGN)
         // sshd hands the session 64 KiB pipes; bigger ones mean fewer wake-ups per chunk.
         enlargePipe(output)
@@ -219,7 +244,7 @@ public enum Sender {
             let session = SendSession(volume: volume, geometry: geometry, mode: peer.mode ?? .copy,
                                       stream: peer.stream ?? 0, streams: max(peer.streams ?? 1, 1),
                                       workers: peer.workers ?? defaultWorkerCount(),
-                                      have: have, reader: reader, writer: writer)
+                                      have: have, reader: reader, writer: writer, hooks: hooks)
             try session.run()
             return 0
         } catch let e as DataPlaneError {
@@ -246,6 +271,7 @@ final class SendSession: @unchecked Sendable {
     let have: [Int: ChunkDigest]
     let reader: FrameReader
     let writer: FrameWriter
+    let hooks: TestHooks
 
     private let cond = NSCondition()
     private var passChunks: [Int] = []
@@ -261,7 +287,7 @@ final class SendSession: @unchecked Sendable {
     private var extents: [Extent]?
 
     init(volume: SourceVolume, geometry: VolumeGeometry, mode: CopyMode, stream: Int, streams: Int, workers: Int,
-         have: [Int: ChunkDigest], reader: FrameReader, writer: FrameWriter) {
+         have: [Int: ChunkDigest], reader: FrameReader, writer: FrameWriter, hooks: TestHooks = TestHooks()) {
         self.volume = volume
         self.geometry = geometry
         scheme = DigestScheme(geometry: geometry)
@@ -272,6 +298,7 @@ final class SendSession: @unchecked Sendable {
         self.have = have
         self.reader = reader
         self.writer = writer
+        self.hooks = hooks
         digests = Array(repeating: .zero, count: geometry.chunkCount)
     }
 
@@ -325,7 +352,7 @@ final class SendSession: @unchecked Sendable {
         do {
             while true {
                 guard let m = try reader.message(maxLength: 1 << 24) else {
-                    fail(DataPlaneError("the receiver closed the connection", kind: .protocolError))
+                    fail(DataPlaneError("the receiver closed the connection", kind: .connect))
                     return
                 }
                 switch m {
@@ -437,6 +464,15 @@ final class SendSession: @unchecked Sendable {
                 for s in header.segments where s.isData {
                     let r = s.byteRange(chunkLength: length)
                     parts.append(UnsafeRawBufferPointer(rebasing: bytes[r]))
+                }
+                if let limit = hooks.senderKillAfterBytes, writer.written >= limit {
+                    let frame = parts.reduce(0) { $0 + $1.count }
+                    writer.sendTruncated(parts: parts, count: frame / 2) {
+                        let line = "os-migrate agent: test hook: killed in the middle of chunk \(index) after \(limit) bytes\n"
+                        _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+                        kill(getpid(), SIGKILL)
+                        fatalError("SIGKILL")
+                    }
                 }
                 try writer.send(parts: parts)
             }

@@ -72,6 +72,8 @@ struct TransferOptions: ParsableArguments {
     var testCorruptAlways = false
     @Option(name: .customLong("test-kill-after-bytes"), help: .hidden)
     var testKillAfterBytes: UInt64?
+    @Option(name: .customLong("test-sender-kill-after-bytes"), help: .hidden)
+    var testSenderKillAfterBytes: UInt64?
 
     func chunkBytes() throws -> Int {
         guard let n = parseByteSize(chunkSize) else { throw ValidationError("invalid chunk size \(chunkSize)") }
@@ -94,6 +96,7 @@ struct TransferOptions: ParsableArguments {
         hooks.corruptChunk = testCorruptChunk ?? env["OSM_AGENT_TEST_CORRUPT_CHUNK"].flatMap(Int.init)
         hooks.corruptAlways = testCorruptAlways || env["OSM_AGENT_TEST_CORRUPT_ALWAYS"] == "1"
         hooks.killAfterBytes = testKillAfterBytes ?? env["OSM_AGENT_TEST_KILL_AFTER_BYTES"].flatMap(UInt64.init)
+        hooks.senderKillAfterBytes = testSenderKillAfterBytes ?? env["OSM_AGENT_TEST_SENDER_KILL_AFTER_BYTES"].flatMap(UInt64.init)
         r.testHooks = hooks
     }
 }
@@ -147,8 +150,13 @@ struct AgentCommand: AsyncParsableCommand {
         @Argument(help: "Source block device or file.")
         var path: String
 
+        @Option(name: .customLong("test-kill-after-bytes"), help: .hidden)
+        var testKillAfterBytes: UInt64?
+
         func run() throws {
-            let code = Sender.run(path: path)
+            var hooks = TestHooks()
+            hooks.senderKillAfterBytes = testKillAfterBytes
+            let code = Sender.run(path: path, hooks: hooks)
             if code != 0 { throw ExitCode(code) }
         }
     }

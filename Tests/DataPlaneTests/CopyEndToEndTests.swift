@@ -97,6 +97,33 @@ struct CopyEndToEndTests {
         #expect(r.chunksRepaired == 0)
     }
 
+    @Test("the sender dies in the middle of a frame at ~50 %: a lost connection naming the source; a rerun completes")
+    func senderKilledMidTransfer() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
+        var w = try DiskWriter(path: src, size: 64 * MiB, seed: 12)
+        w.random(at: 0, count: 56 * MiB)
+        w.close()
+        let data = try nonZeroBlockBytes(src)
+        let killed = try await h.copy(h.remote(src), dst, env: ["OSM_AGENT_TEST_SENDER_KILL_AFTER_BYTES": String(data / 2)])
+        #expect(killed.exitCode == 1, "\(killed)")
+        #expect(killed.result == nil)
+        // Not a protocol violation: a lost connection, on one line, with what ssh relayed last.
+        #expect(killed.error?.kind == .connect, "\(killed)")
+        let line = "os-migrate: error: source \(h.remote(src)): the connection was lost during the transfer: "
+            + "os-migrate agent: test hook: killed in the middle of chunk "
+        #expect(killed.stderr.hasPrefix(line), "\(killed)")
+        #expect(killed.stderr.hasSuffix(" after \(data / 2) bytes\n") && killed.stderr.filter { $0 == "\n" }.count == 1, "\(killed)")
+        #expect(killed.error?.message == String(killed.stderr.dropFirst("os-migrate: error: ".count).dropLast()))
+        #expect(!(try sameBytes(src, dst)))
+
+        let run = try await h.copy(h.remote(src), dst)
+        #expect(run.exitCode == 0, "\(run)")
+        let r = try #require(run.result)
+        #expect(try sameBytes(src, dst))
+        #expect(r.bytesReused > 0 && r.bytesReused + r.bytesCopied == data)  // what landed before the loss is kept
+    }
+
     @Test("change 3 chunks on the source after a full copy: exactly those 3 move")
     func incremental() async throws {
         let h = try Harness()
