@@ -78,6 +78,9 @@ final class CopySession: @unchecked Sendable {
             throw DataPlaneError("streams must be between 1 and 32", kind: .usage)
         }
         _ = try VolumeGeometry(size: 0, chunkSize: request.chunkSize)
+        guard request.stallTimeout >= 0 && request.stallTimeout.isFinite else {
+            throw DataPlaneError("the stall timeout must be 0 (none) or a number of seconds", kind: .usage)
+        }
         let exe = request.agentExecutable ?? currentExecutablePath()
         if let dst = request.destination.endpoint {
             return try runRemote(dst, executable: exe)
@@ -91,6 +94,7 @@ final class CopySession: @unchecked Sendable {
         config.stateDirectory = request.useState ? (request.stateDirectory ?? defaultStateDirectory()) : nil
         config.compress = request.compress
         config.nbdFallback = request.nbdFallback
+        config.stallTimeout = request.stallTimeout
         config.hooks = request.testHooks
         let session = ReceiveSession(config: config, progress: progress, log: log)
         lock.lock()
@@ -120,6 +124,7 @@ final class CopySession: @unchecked Sendable {
         args += ["--target", request.destination.path, "--json-events", "--stop-on-stdin-eof",
                  "--chunk-size", String(request.chunkSize), "--streams", String(request.streams)]
         if let w = request.workers { args += ["--workers", String(w)] }
+        args += ["--stall-timeout", formatSeconds(request.stallTimeout)]
         if request.targetIsZero { args.append("--target-is-zero") }
         if request.verifyOnly { args.append("--verify-only") }
         if request.unverified { args.append("--no-verify") }
@@ -132,6 +137,7 @@ final class CopySession: @unchecked Sendable {
         if h.corruptAlways { args.append("--test-corrupt-always") }
         if let k = h.killAfterBytes { args += ["--test-kill-after-bytes", String(k)] }
         if let k = h.senderKillAfterBytes { args += ["--test-sender-kill-after-bytes", String(k)] }
+        if let d = h.senderDelayMilliseconds { args += ["--test-sender-delay-ms", String(d)] }
         return args
     }
 
@@ -255,4 +261,9 @@ public func localVolumeDigest(path: String, chunkSize: Int = VolumeGeometry.defa
     for t in threads { t.join() }
     if let e = state.error { throw e }
     return (scheme.volumeDigest(state.digests).hex, volume.size)
+}
+
+/// Seconds as an option value or in a message: "300", "2.5".
+func formatSeconds(_ s: Double) -> String {
+    s == s.rounded() && abs(s) < 1e15 ? String(Int64(s)) : String(s)
 }

@@ -59,6 +59,9 @@ public struct TestHooks: Sendable, Codable, Equatable {
     /// Once the sender has sent this many bytes, it writes half of its next data frame, a line on
     /// stderr, and SIGKILLs itself (a sender or its ssh dying in the middle of the transfer).
     public var senderKillAfterBytes: UInt64?
+    /// The sender waits this long before sending each chunk of its pass (a slow or stalled source);
+    /// the wait ends early when the receiver goes away.
+    public var senderDelayMilliseconds: UInt64?
     public init() {}
 }
 
@@ -88,6 +91,10 @@ public struct CopyRequest: Sendable {
     public var stateDirectory: String?
     /// Do not read or write a chunk map (every run is a full copy).
     public var useState = true
+    /// Give up (`DataPlaneError.Kind.connect`) when nothing arrives from the source and no chunk is
+    /// resolved for this many seconds; 0 = wait forever. (ssh's keepalives already end a dead
+    /// connection after about a minute; this catches a live connection over which nothing moves.)
+    public var stallTimeout: Double = 300
     /// The local `os-migrate` executable (runs local senders and is copied to remote hosts).
     /// nil = this process's executable.
     public var agentExecutable: String?

@@ -19,6 +19,8 @@ struct ReceiverConfig: Sendable {
     var compress = false
     /// Read the source through qemu-nbd + ssh -L instead of running the agent on the source host.
     var nbdFallback = false
+    /// Seconds without a byte from the source or a resolved chunk before giving up; 0 = never.
+    var stallTimeout: Double = 300
     var agentExecutable: String
     var hooks = TestHooks()
 }
@@ -211,7 +213,7 @@ final class ReceiveSession: @unchecked Sendable {
 
         // Wait until every chunk is resolved (or something failed).
         cond.lock()
-        while failure == nil && !completion.isComplete { cond.wait() }
+        waitWatchingForStall { completion.isComplete }
         cond.unlock()
         queue.close()
         for t in threads { t.join() }
@@ -224,7 +226,7 @@ final class ReceiveSession: @unchecked Sendable {
                 do { try s.writer.send(.finish) } catch { fail(DataPlaneError("source \(config.source.description): the connection was lost before the summary", kind: .connect)) }
             }
             cond.lock()
-            while failure == nil && summaries.contains(where: { $0 == nil }) { cond.wait() }
+            waitWatchingForStall { !summaries.contains(where: { $0 == nil }) }
             cond.unlock()
         }
         for r in readers { r.join() }
@@ -240,6 +242,37 @@ final class ReceiveSession: @unchecked Sendable {
         }
         let outcome = try conclude()
         return outcome
+    }
+
+    /// Waits (with `cond` held) until `done()` or a failure. Fails the session when, for
+    /// `config.stallTimeout` seconds, no byte arrives on any stream and no chunk is resolved.
+    private func waitWatchingForStall(until done: () -> Bool) {
+        let limit = config.stallTimeout
+        guard limit > 0 else {
+            while failure == nil && !done() { cond.wait() }
+            return
+        }
+        let step = min(1.0, limit / 4)
+        var mark = activityMark()
+        var lastActivity = monotonicSeconds()
+        while failure == nil && !done() {
+            _ = cond.wait(until: Date(timeIntervalSinceNow: step))
+            let now = monotonicSeconds()
+            let m = activityMark()
+            if m != mark {
+                mark = m
+                lastActivity = now
+            } else if now - lastActivity >= limit {
+                cond.unlock()
+                fail(DataPlaneError("source \(config.source.description): stalled: nothing arrived for \(formatSeconds(limit)) s (--stall-timeout); giving up", kind: .connect))
+                cond.lock()
+            }
+        }
+    }
+
+    /// Grows whenever a byte arrives from a sender or a chunk is resolved (called with `cond` held).
+    private func activityMark() -> UInt64 {
+        streams.reduce(progress.bytesDone) { $0 &+ $1.reader.totalRead }
     }
 
     /// Compares the digests and builds the result.
@@ -449,6 +482,7 @@ final class ReceiveSession: @unchecked Sendable {
     private func senderArguments() -> [String] {
         var args = ["agent", "send", nbdTunnel?.uri ?? config.source.path]
         if let k = config.hooks.senderKillAfterBytes { args += ["--test-kill-after-bytes", String(k)] }
+        if let d = config.hooks.senderDelayMilliseconds { args += ["--test-delay-ms", String(d)] }
         return args
     }
 

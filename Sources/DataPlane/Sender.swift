@@ -429,7 +429,16 @@ final class SendSession: @unchecked Sendable {
         }
     }
 
+    /// Test hook: waits `ms` milliseconds, or until the session fails (the receiver went away).
+    private func delayForTest(_ ms: UInt64) {
+        let until = Date(timeIntervalSinceNow: Double(ms) / 1000)
+        cond.lock()
+        while failure == nil && cond.wait(until: until) {}
+        cond.unlock()
+    }
+
     private func process(_ index: Int, repair: Bool, buffer: AlignedBuffer) throws {
+        if let ms = hooks.senderDelayMilliseconds, !repair { delayForTest(ms) }
         let length = geometry.chunkLength(index)
         let base = geometry.chunkOffset(index)
         // Read only the parts that may hold data; holes inside the chunk are zeros by construction.

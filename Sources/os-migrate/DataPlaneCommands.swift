@@ -66,6 +66,9 @@ struct TransferOptions: ParsableArguments {
     @Flag(name: .customLong("no-state"), help: "Neither use nor keep a chunk map (no resume, no incremental).")
     var noState = false
 
+    @Option(name: .customLong("stall-timeout"), help: ArgumentHelp("Give up when nothing arrives from the source and nothing is written for this many seconds (0: never).", valueName: "SECONDS"))
+    var stallTimeout: Double = 300
+
     @Option(name: .customLong("test-corrupt-chunk"), help: .hidden)
     var testCorruptChunk: Int?
     @Flag(name: .customLong("test-corrupt-always"), help: .hidden)
@@ -74,6 +77,8 @@ struct TransferOptions: ParsableArguments {
     var testKillAfterBytes: UInt64?
     @Option(name: .customLong("test-sender-kill-after-bytes"), help: .hidden)
     var testSenderKillAfterBytes: UInt64?
+    @Option(name: .customLong("test-sender-delay-ms"), help: .hidden)
+    var testSenderDelayMilliseconds: UInt64?
 
     func chunkBytes() throws -> Int {
         guard let n = parseByteSize(chunkSize) else { throw ValidationError("invalid chunk size \(chunkSize)") }
@@ -81,7 +86,11 @@ struct TransferOptions: ParsableArguments {
     }
 
     func configure(_ r: inout CopyRequest) throws {
+        guard stallTimeout >= 0 && stallTimeout.isFinite else {
+            throw ValidationError("--stall-timeout must be 0 (never) or a number of seconds")
+        }
         r.chunkSize = try chunkBytes()
+        r.stallTimeout = stallTimeout
         r.streams = streams
         r.workers = workers
         r.targetIsZero = targetIsZero
@@ -97,6 +106,7 @@ struct TransferOptions: ParsableArguments {
         hooks.corruptAlways = testCorruptAlways || env["OSM_AGENT_TEST_CORRUPT_ALWAYS"] == "1"
         hooks.killAfterBytes = testKillAfterBytes ?? env["OSM_AGENT_TEST_KILL_AFTER_BYTES"].flatMap(UInt64.init)
         hooks.senderKillAfterBytes = testSenderKillAfterBytes ?? env["OSM_AGENT_TEST_SENDER_KILL_AFTER_BYTES"].flatMap(UInt64.init)
+        hooks.senderDelayMilliseconds = testSenderDelayMilliseconds ?? env["OSM_AGENT_TEST_SENDER_DELAY_MS"].flatMap(UInt64.init)
         r.testHooks = hooks
     }
 }
@@ -152,10 +162,13 @@ struct AgentCommand: AsyncParsableCommand {
 
         @Option(name: .customLong("test-kill-after-bytes"), help: .hidden)
         var testKillAfterBytes: UInt64?
+        @Option(name: .customLong("test-delay-ms"), help: .hidden)
+        var testDelayMilliseconds: UInt64?
 
         func run() throws {
             var hooks = TestHooks()
             hooks.senderKillAfterBytes = testKillAfterBytes
+            hooks.senderDelayMilliseconds = testDelayMilliseconds
             let code = Sender.run(path: path, hooks: hooks)
             if code != 0 { throw ExitCode(code) }
         }

@@ -124,6 +124,33 @@ struct CopyEndToEndTests {
         #expect(r.bytesReused > 0 && r.bytesReused + r.bytesCopied == data)  // what landed before the loss is kept
     }
 
+    @Test("a source that stops sending: the copy gives up after --stall-timeout, here and on a remote receiver")
+    func stallTimeout() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img"), dst2 = h.scratch.file("dst2.img")
+        try DiskKind.dense.make(src)
+        // The sender would wait 10 minutes before each chunk (it stops waiting when the receiver leaves).
+        let stalled = ["OSM_AGENT_TEST_SENDER_DELAY_MS": "600000"]
+        let clock = ContinuousClock()
+        let start = clock.now
+        let run = try await h.copy(h.remote(src), dst, ["--stall-timeout", "2"], env: stalled)
+        #expect(clock.now - start < .seconds(60), "\(run)")
+        #expect(run.exitCode == 1, "\(run)")
+        #expect(run.result == nil)
+        #expect(run.error?.kind == .connect)
+        #expect(run.stderr == "os-migrate: error: source \(h.remote(src)): stalled: nothing arrived for 2 s (--stall-timeout); giving up\n", "\(run)")
+        // The receiver on the destination host gets the option too (with its default of 300 s this would time out).
+        let start2 = clock.now
+        let remote = try await h.copy(h.remote(src), "127.0.0.1:" + dst2, ["--stall-timeout", "1.5"], env: stalled)
+        #expect(clock.now - start2 < .seconds(60), "\(remote)")
+        #expect(remote.exitCode == 1, "\(remote)")
+        #expect(remote.error?.message == "source \(h.remote(src)): stalled: nothing arrived for 1.5 s (--stall-timeout); giving up", "\(remote)")
+        // Without the stall, the next run completes.
+        let again = try await h.copy(h.remote(src), dst)
+        #expect(again.exitCode == 0, "\(again)")
+        #expect(try sameBytes(src, dst))
+    }
+
     @Test("change 3 chunks on the source after a full copy: exactly those 3 move")
     func incremental() async throws {
         let h = try Harness()
