@@ -155,8 +155,14 @@ public struct CopyResult: Sendable, Codable, Equatable {
     /// Verification only: chunks whose digests differ.
     public var chunksDiffering: Int = 0
     public var seconds: Double = 0
-    /// Hex SHA-256 volume digest (see DigestScheme); "" when unverified.
+    /// Hex SHA-256 volume digest (see DigestScheme), set only when the source's and the destination's
+    /// are the same: "" when unverified, and for `verifyOnly` when they differ (see `sourceDigest` and
+    /// `destinationDigest`).
     public var digest: String = ""
+    /// `verifyOnly`: the source's volume digest. nil for copies (a copy returns only when they match).
+    public var sourceDigest: String?
+    /// `verifyOnly`: the destination's volume digest (over the source's size).
+    public var destinationDigest: String?
     /// True only when the source and destination digests were computed independently and match.
     public var verified = false
     public init() {}

@@ -65,6 +65,8 @@ final class ReceiveSession: @unchecked Sendable {
     // Guarded by `cond`.
     private var completion = ReceivePlan.Completion(chunkCount: 0)
     private var targetDigests: [ChunkDigest] = []
+    /// Verify mode: the source's chunk digests, as the sender reported them.
+    private var sourceDigests: [ChunkDigest] = []
     private var attempts: [UInt8] = []
     private var summaries: [StreamSummary?] = []
     private var progress = CopyProgress()
@@ -175,6 +177,7 @@ final class ReceiveSession: @unchecked Sendable {
         cond.lock()
         completion = ReceivePlan.Completion(chunkCount: chunkCount)
         targetDigests = Array(repeating: .zero, count: chunkCount)
+        sourceDigests = config.mode == .verify ? Array(repeating: .zero, count: chunkCount) : []
         attempts = Array(repeating: 0, count: chunkCount)
         summaries = Array(repeating: nil, count: streams.count)
         progress.bytesTotal = sourceSize
@@ -280,6 +283,7 @@ final class ReceiveSession: @unchecked Sendable {
         cond.lock()
         var r = result
         let digests = targetDigests
+        let sourceChunks = sourceDigests
         let sums = summaries.map { $0! }
         let p = progress
         let firstDiff = firstDifference
@@ -308,10 +312,23 @@ final class ReceiveSession: @unchecked Sendable {
         }
         r.digest = scheme.volumeDigest(digests).hex
         if config.mode == .verify {
+            // Both volume digests, and `digest` only when they are the same: a consumer must never
+            // read the destination's digest of a differing volume as the copy's.
+            for s in streams {
+                let theirs = DigestScheme.combine(geometry.chunks(ofStream: s.index, streams: streams.count).map { sourceChunks[$0] }).hex
+                guard sums[s.index].streamDigest == theirs else {
+                    throw DataPlaneError("source \(config.source.description): protocol error: the stream digest does not match the chunk digests sent", kind: .protocolError)
+                }
+            }
+            let destination = r.digest
+            let source = scheme.volumeDigest(sourceChunks).hex
+            r.sourceDigest = source
+            r.destinationDigest = destination
             let sameSize = target.kind == .blockDevice || target.size == geometry.size
             if !sameSize { log("destination \(config.target) is \(target.size) bytes, the source \(geometry.size)") }
-            r.verified = allMatch && r.chunksDiffering == 0 && sameSize
+            r.verified = allMatch && r.chunksDiffering == 0 && sameSize && source == destination
             if !r.verified, r.chunksDiffering == 0 { r.chunksDiffering = max(r.chunksDiffering, 1) }
+            if !r.verified { r.digest = "" }
             _ = firstDiff
             return r
         }
@@ -687,7 +704,8 @@ final class ReceiveSession: @unchecked Sendable {
         case verified(equal: Bool)
     }
 
-    private func resolve(_ index: Int, digest: ChunkDigest, how: Resolution, entry: ChunkMap.Entry?) {
+    /// `source`: verify mode, the source's digest of the chunk.
+    private func resolve(_ index: Int, digest: ChunkDigest, how: Resolution, entry: ChunkMap.Entry?, source: ChunkDigest? = nil) {
         cond.lock()
         defer { cond.unlock() }
         guard completion.resolve(index) else {
@@ -696,6 +714,7 @@ final class ReceiveSession: @unchecked Sendable {
             return
         }
         targetDigests[index] = digest
+        if let source { sourceDigests[index] = source }
         if let entry { map[index] = entry }
         let length = UInt64(geometry.chunkLength(index))
         progress.bytesDone += length
@@ -819,7 +838,7 @@ final class ReceiveSession: @unchecked Sendable {
             if config.mode == .verify {
                 let equal = try targetChunkIsZero(i, scratch: scratch)
                 let d = equal ? scheme.zeroChunkDigest(i) : try targetChunkDigest(i, scratch: scratch)
-                resolve(i, digest: d, how: .verified(equal: equal), entry: nil)
+                resolve(i, digest: d, how: .verified(equal: equal), entry: nil, source: scheme.zeroChunkDigest(i))
                 i += stride
                 continue
             }
@@ -867,7 +886,7 @@ final class ReceiveSession: @unchecked Sendable {
     private func verifyTarget(stream: Int, index i: Int, expected: ChunkDigest, reuse: Bool, scratch: AlignedBuffer) throws {
         let actual = try targetChunkDigest(i, scratch: scratch)
         if !reuse {
-            resolve(i, digest: actual, how: .verified(equal: actual == expected), entry: nil)
+            resolve(i, digest: actual, how: .verified(equal: actual == expected), entry: nil, source: expected)
             return
         }
         switch ReceivePlan.onRehash(claimed: expected, actual: actual) {

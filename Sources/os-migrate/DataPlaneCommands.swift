@@ -364,7 +364,8 @@ func describe(_ r: CopyResult) -> String {
         if r.verified {
             return "identical: \(r.source) and \(r.destination), \(r.sourceSize) bytes in \(time); digest \(r.digest)"
         }
-        return "DIFFERENT: \(r.chunksDiffering) chunk(s) of \(r.chunkSize) bytes differ between \(r.source) and \(r.destination) (\(time))"
+        return "DIFFERENT: \(r.chunksDiffering) chunk(s) of \(r.chunkSize) bytes differ between \(r.source) and \(r.destination) (\(time)); "
+            + "source digest \(r.sourceDigest ?? "?"), destination digest \(r.destinationDigest ?? "?")"
     case .unverified:
         return "copied UNVERIFIED (--no-verify): \(r.sourceSize) bytes in \(time) (\(rate)); copied \(r.bytesCopied), zero \(r.bytesZero), reused \(r.bytesReused), on the wire \(r.bytesOnWire) bytes; no digest"
     case .copy:

@@ -238,6 +238,52 @@ struct CopyEndToEndTests {
         #expect(again.result?.digest == r.digest)
     }
 
+    @Test("verify-only on differing volumes: both digests, and no digest that reads like a match (JSON and text)")
+    func verifyOnlyDiffering() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
+        try DiskKind.dense.make(src)
+        let first = try await h.copy(h.remote(src), dst)
+        #expect(first.exitCode == 0, "\(first)")
+        let fd = open(dst, O_RDWR)  // flip one byte of chunk 1
+        var byte: UInt8 = 0
+        #expect(pread(fd, &byte, 1, off_t(5 * MiB + 7)) == 1)
+        byte ^= 0xFF
+        #expect(pwrite(fd, &byte, 1, off_t(5 * MiB + 7)) == 1)
+        close(fd)
+        let srcDigest = try localVolumeDigest(path: src).digest
+        let dstDigest = try localVolumeDigest(path: dst).digest
+        #expect(srcDigest != dstDigest)
+
+        let check = try await h.copy(h.remote(src), dst, ["--verify-only"])
+        #expect(check.exitCode == 3, "\(check)")
+        let r = try #require(check.result, "\(check)")
+        #expect(!r.verified)
+        #expect(r.chunksDiffering == 1)
+        #expect(r.digest == "")
+        #expect(r.sourceDigest == srcDigest)
+        #expect(r.destinationDigest == dstDigest)
+        let json = try #require(check.stdout.split(separator: "\n").first { $0.hasPrefix("{\"event\":\"result\"") })
+        #expect(json.contains("\"digest\":\"\","), "\(json)")
+        #expect(json.contains("\"sourceDigest\":\"\(srcDigest)\"") && json.contains("\"destinationDigest\":\"\(dstDigest)\""), "\(json)")
+
+        let text = try await CLIRunner.run(["copy", h.remote(src), dst, "--verify-only", "--state-dir", h.scratch.stateDir,
+                                            "--remote-command", h.binary] + h.sshFlags)
+        #expect(text.exitCode == 3, "\(text)")
+        let last = text.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(last.hasPrefix("DIFFERENT: 1 chunk(s) of \(chunk) bytes differ between \(h.remote(src)) and \(dst) ("), "\(last)")
+        #expect(last.hasSuffix("; source digest \(srcDigest), destination digest \(dstDigest)"), "\(last)")
+
+        // Repaired: identical again, one digest for all three.
+        let repair = try await h.copy(h.remote(src), dst)
+        #expect(repair.exitCode == 0, "\(repair)")
+        let same = try await h.copy(h.remote(src), dst, ["--verify-only"])
+        #expect(same.exitCode == 0, "\(same)")
+        #expect(same.result?.verified == true)
+        #expect(same.result?.digest == srcDigest)
+        #expect(same.result?.sourceDigest == srcDigest && same.result?.destinationDigest == srcDigest)
+    }
+
     // MARK: topologies and options
 
     @Test("several SSH streams per volume")
