@@ -212,7 +212,30 @@ struct CopyRun {
     /// The final JSON result, when there is one.
     var result: CopyResult?
     var error: DataPlaneError?
-    var progressEvents: Int
+    /// The progress events, in order.
+    var progress: [CopyProgress]
+    var progressEvents: Int { progress.count }
+}
+
+/// Checks a copy's progress events: at least `atLeast` of them, all for `total` bytes; bytesDone never
+/// goes back, takes several values on the way and ends at the total; every tick that saw bytes
+/// resolved since the previous one reports a rate > 0. Returns the problems found.
+func progressProblems(_ events: [CopyProgress], total: UInt64, atLeast: Int) -> [String] {
+    var problems: [String] = []
+    if events.count < atLeast { problems.append("\(events.count) progress events, expected at least \(atLeast)") }
+    if let bad = events.first(where: { $0.bytesTotal != total }) { problems.append("bytesTotal \(bad.bytesTotal) != \(total)") }
+    for (a, b) in zip(events, events.dropFirst()) where b.bytesDone < a.bytesDone {
+        problems.append("bytesDone went back from \(a.bytesDone) to \(b.bytesDone)")
+    }
+    let between = Set(events.map(\.bytesDone).filter { $0 > 0 && $0 < total })
+    if between.count < 2 { problems.append("bytesDone took \(between.count) value(s) strictly between 0 and the total") }
+    if events.last?.bytesDone != total { problems.append("the last event says \(events.last?.bytesDone ?? 0) bytes done of \(total)") }
+    // The final event (the result's snapshot) carries no rate; every tick before it that moved does.
+    for (a, b) in zip(events, events.dropFirst()).dropLast() where b.bytesDone > a.bytesDone && !(b.rate > 0) {
+        problems.append("rate \(b.rate) while bytesDone rose from \(a.bytesDone) to \(b.bytesDone)")
+    }
+    if !events.contains(where: { $0.rate > 0 }) { problems.append("no event with a rate > 0") }
+    return problems
 }
 
 /// The data-plane CLI against a private sshd.
@@ -242,12 +265,12 @@ final class Harness: @unchecked Sendable {
         if remoteCommand { args += ["--remote-command", binary] }
         if state { args += ["--state-dir", scratch.stateDir] }
         let r = try await CLIRunner.run(args, env: env, timeout: 240)
-        var run = CopyRun(exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr, result: nil, error: nil, progressEvents: 0)
+        var run = CopyRun(exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr, result: nil, error: nil, progress: [])
         for line in r.stdout.split(separator: "\n") {
             switch AgentEvent.parse(String(line)) {
             case .result(let res)?: run.result = res
             case .error(let e)?: run.error = e
-            case .progress?: run.progressEvents += 1
+            case .progress(let p)?: run.progress.append(p)
             default: break
             }
         }

@@ -10,12 +10,49 @@ struct LibraryTests {
         let lock = NSLock()
         var n = 0
         var last = CopyProgress()
+        var events: [CopyProgress] = []
         func add(_ p: CopyProgress) {
             lock.lock()
             n += 1
             last = p
+            events.append(p)
             lock.unlock()
         }
+        var all: [CopyProgress] {
+            lock.lock()
+            defer { lock.unlock() }
+            return events
+        }
+    }
+
+    @Test("progress: several events, bytesDone rising to the total, a rate > 0 (in process and relayed from a remote receiver)")
+    func progress() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img")
+        let size = try DiskKind.dense.make(src)
+        let ep = SSHEndpoint(user: h.server.user, host: h.server.host, port: h.server.port, identity: h.server.identityFile,
+                             options: h.server.sshOptionValues, remoteCommand: h.binary)
+        var r = CopyRequest(source: VolumeLocation(endpoint: ep, path: src),
+                            destination: VolumeLocation(endpoint: nil, path: h.scratch.file("dst.img")))
+        r.agentExecutable = h.binary
+        r.useState = false
+        r.chunkSize = 1 << 20
+        r.workers = 1
+        r.testHooks.senderDelayMilliseconds = 60  // 24 chunks, one at a time: ≈ 1.5 s, about 6 ticks
+        let counter = Counter()
+        let result = try await runCopy(r) { counter.add($0) }
+        #expect(result.verified)
+        #expect(try sameBytes(src, h.scratch.file("dst.img")))
+        let events = counter.all
+        #expect(progressProblems(events, total: UInt64(size), atLeast: 4) == [], "\(events.map { ($0.bytesDone, $0.rate) })")
+
+        // The CLI with the receiver on the "destination host": its JSON events relayed.
+        let dst2 = h.scratch.file("dst2.img")
+        let run = try await h.copy(h.remote(src), "127.0.0.1:" + dst2, ["--chunk-size", "1M", "--workers", "1", "--no-state"],
+                                   env: ["OSM_AGENT_TEST_SENDER_DELAY_MS": "60"], state: false)
+        #expect(run.exitCode == 0, "\(run)")
+        #expect(try sameBytes(src, dst2))
+        #expect(progressProblems(run.progress, total: UInt64(size), atLeast: 4) == [], "\(run.progress.map { ($0.bytesDone, $0.rate) })")
     }
 
     @Test("several volumes copied at once through ssh, with progress")
