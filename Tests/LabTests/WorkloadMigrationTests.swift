@@ -187,6 +187,26 @@ struct WorkloadMigrationTests {
             #expect(try await WorkloadLab.inventory(d) == dstBefore)
             #expect(try await s.get(Cinder.volumes, data.id).attachments.first?.serverID == vm)
 
+            // A volume type the destination lacks is found before anything moves, with the way out.
+            try env.edit("vm-fail") { r in
+                var vols = r.params["volumes"]?.arrayValue ?? []
+                for i in vols.indices where vols[i]["params"]?["name"]?.stringValue == "f-data" {
+                    var v = vols[i].objectValue ?? [:]
+                    var p = v["params"]?.objectValue ?? [:]
+                    p["volume_type"] = "gold"
+                    v["params"] = .object(p)
+                    vols[i] = .object(v)
+                }
+                r.params["volumes"] = .array(vols)
+            }
+            let noType = try await env.run(["import", "workloads", "--json"])
+            #expect(noType.exitCode == 1)
+            let m1 = Self.item(noType.stdout, "vm-fail")?["message"]?.stringValue ?? ""
+            #expect(m1.hasPrefix("prerequisites not met in the destination: volume 'f-data': volume type 'gold' does not exist in the destination (known: "), "\(m1)")
+            #expect(m1.hasSuffix("map it with --map-volume-type SOURCE=DESTINATION"), "\(m1)")
+            #expect(try await WorkloadLab.inventory(s) == srcBefore)
+            #expect(try await WorkloadLab.inventory(d) == dstBefore)
+
             // The destination loses the workload's network: the prerequisite step says so, nothing moves.
             let dnet = try #require(try await d.named(Neutron.networks, "app-net").first)
             try await d.delete(Neutron.networks, dnet.id, ignoreMissing: false)
@@ -267,7 +287,23 @@ struct WorkloadMigrationTests {
             let lateSecond = try #require(try await s.list(Neutron.ports, query: [QueryItem("device_id", late), QueryItem("network_id", second.id)])
                 .collect().first)
             _ = try await s.update(Neutron.ports, lateSecond.id, ["allowed_address_pairs": [["ip_address": "10.61.0.200"]]])
+            // Floating IPs on both VMs' first ports (router to `public` in both projects).
+            let publicNet = try #require(try await s.named(Neutron.networks, "public").first)
+            let router = try await s.create(Neutron.routers, ["name": "app-router", "external_gateway_info": ["network_id": .string(publicNet.id)]])
+            let appSubnet = try #require(try await s.named(Neutron.subnets, "app-subnet").first)
+            try await s.addRouterInterface(router: router.id, subnetID: appSubnet.id)
+            var sourceFIPs: [String: String] = [:]
+            for (name, vm) in [("vm-undo", undo), ("vm-late", late)] {
+                let port = try #require(try await s.list(Neutron.ports, query: [QueryItem("device_id", vm), QueryItem("network_id", env.network)])
+                    .collect().first)
+                let fip = try await s.create(Neutron.floatingIPs, ["floating_network_id": .string(publicNet.id), "port_id": .string(port.id)])
+                sourceFIPs[name] = fip.floatingIPAddress
+            }
             try await Self.prepare(env)
+            let more = try await env.run(["export", "routers", "router-interfaces"])
+            try #require(more.exitCode == 0, "\(more.stderr)")
+            let routers = try await env.run(["import", "routers", "router-interfaces"])
+            try #require(routers.exitCode == 0, "\(routers.stderr)\(routers.stdout)")
             let yaml = try String(contentsOfFile: env.workloadsPath, encoding: .utf8)
             let late0 = try #require(yaml.range(of: "name: vm-late"))
             let afterLate = yaml[late0.upperBound...]
@@ -277,13 +313,13 @@ struct WorkloadMigrationTests {
             let srcBefore = try await WorkloadLab.inventory(s)
             let dstBefore = try await WorkloadLab.inventory(d)
 
-            // The server exists, then the run fails: server and Nova's ports go, the running source
+            // Server, ports and floating IP exist, then the run fails: they all go, the running source
             // that --stop-source stopped runs again, its volume is back.
             let failed = try await env.run(["import", "workloads", "--stop-source", "--filter", "workloads=vm-undo", "--json"],
-                                           env: ["OSM_FAIL_AFTER": "server"])
+                                           env: ["OSM_FAIL_AFTER": "floatingIPs"])
             #expect(failed.exitCode == 1)
             let msg = Self.item(failed.stdout, "vm-undo")?["message"]?.stringValue ?? ""
-            #expect(msg == "test: injected failure after step server (OSM_FAIL_AFTER); everything it created was removed and the source restored",
+            #expect(msg == "test: injected failure after step floatingIPs (OSM_FAIL_AFTER); everything it created was removed and the source restored",
                     "\(msg)")
             #expect(try await WorkloadLab.inventory(d) == dstBefore)
             #expect(try await WorkloadLab.inventory(s) == srcBefore)
@@ -308,6 +344,10 @@ struct WorkloadMigrationTests {
             let secondIP = lateSecond.fixedIPs?.first?.ipAddress
             let migratedSecond = ports.first { ($0.fixedIPs ?? []).contains { $0.ipAddress == secondIP } }
             #expect(migratedSecond?.allowedAddressPairs?.map(\.ipAddress) == ["10.61.0.200"])
+            // floating_ip_mode auto: the source still holds its address, so a new one is made on the same port.
+            let appPort = ports.first { ($0.fixedIPs ?? []).contains { $0.ipAddress.hasPrefix("10.60.") } }
+            let dstFIPs = try await d.list(Neutron.floatingIPs, query: [QueryItem("port_id", appPort?.id ?? "-")]).collect()
+            #expect(dstFIPs.count == 1 && dstFIPs.first?.floatingIPAddress != sourceFIPs["vm-late"], "\(dstFIPs.map(\.floatingIPAddress))")
             let raw = try await d.send(APIRequest(ServiceType.compute, .GET, "/servers/\(target.id)"))
             #expect(WorkloadKind.addressNetworkOrder(raw.body) == ["app-net", "aa-net"])
             let attached = try await d.volumeAttachments(server: target.id)
