@@ -188,11 +188,13 @@ public struct CloudConfigLoader: Sendable {
         ("OS_TOKEN", "token"),
     ]
 
-    /// The OS_* variables over a named cloud, as `openstack --os-cloud NAME` applies them (its
-    /// options default to the variables, and options win over clouds.yaml): `OS_PASSWORD`
-    /// completes a Horizon clouds.yaml that has none; the others replace the entry's values (an
-    /// id still wins over a name in the token request, as in keystoneauth). They apply to every
-    /// named cloud of the run, source and destination alike. The origin names the variables used, so an error says where a value came from.
+    /// The OS_* variables over a named cloud fill in what its entry leaves out: `OS_PASSWORD`
+    /// completes a Horizon clouds.yaml that has none, as `openstack --os-cloud NAME` does. Unlike
+    /// that single-cloud CLI they never replace a value the entry sets: this tool talks to two
+    /// clouds at once, and an openrc sourced for one of them must not turn the other's import
+    /// towards it. `OS_INSECURE` and `OS_AUTH_TYPE` do not apply over a named cloud (TLS stays
+    /// verified unless the entry says otherwise). The origin names the variables used, never
+    /// their values, so an error says where a value came from.
     public func applyEnvironmentOverrides(to profile: CloudProfile) throws -> CloudProfile {
         var p = profile
         var used: [String] = []
@@ -200,48 +202,33 @@ public struct CloudConfigLoader: Sendable {
             guard let v = environment[key], !v.isEmpty else { return nil }
             return v
         }
-        var setKeys: Set<String> = []
-        for (envKey, authKey) in Self.authVariables where !setKeys.contains(authKey) {
+        for (envKey, authKey) in Self.authVariables where (p.auth[authKey] ?? "").isEmpty {
             guard let v = value(envKey) else { continue }
             p.auth[authKey] = v
-            setKeys.insert(authKey)
             used.append(envKey)
         }
-        if let v = value("OS_AUTH_TYPE") {
-            p.authMethod = try CloudProfile.authMethod(from: v, origin: "OS_AUTH_TYPE", cloud: profile.name)
-            used.append("OS_AUTH_TYPE")
-        }
-        if let v = value("OS_REGION_NAME") {
+        if p.regionName == nil, let v = value("OS_REGION_NAME") {
             p.regionName = v
             used.append("OS_REGION_NAME")
         }
-        if let v = value("OS_INTERFACE") ?? value("OS_ENDPOINT_TYPE") {
-            p.interface = v.replacingOccurrences(of: "URL", with: "")
-            used.append(value("OS_INTERFACE") != nil ? "OS_INTERFACE" : "OS_ENDPOINT_TYPE")
-        }
-        if let v = value("OS_CACERT") {
+        if p.caCertFile == nil, let v = value("OS_CACERT") {
             p.caCertFile = v
             used.append("OS_CACERT")
         }
-        if let v = value("OS_CERT") {
+        if p.clientCertFile == nil, let v = value("OS_CERT") {
             p.clientCertFile = v
             used.append("OS_CERT")
         }
-        if let v = value("OS_KEY") {
+        if p.clientKeyFile == nil, let v = value("OS_KEY") {
             p.clientKeyFile = v
             used.append("OS_KEY")
         }
-        if let v = value("OS_INSECURE") {
-            p.verifyTLS = !["true", "1", "yes"].contains(v.lowercased())
-            used.append("OS_INSECURE")
-        }
-        if let v = value("OS_COMPUTE_API_VERSION") {
-            p.apiVersions["compute"] = v
-            used.append("OS_COMPUTE_API_VERSION")
-        }
-        if let v = value("OS_VOLUME_API_VERSION") {
-            p.apiVersions["block-storage"] = v
-            used.append("OS_VOLUME_API_VERSION")
+        for (envKey, service) in [("OS_COMPUTE_API_VERSION", "compute"), ("OS_VOLUME_API_VERSION", "block-storage")]
+            where p.apiVersions[service] == nil
+        {
+            guard let v = value(envKey) else { continue }
+            p.apiVersions[service] = v
+            used.append(envKey)
         }
         if !used.isEmpty { p.origin += " + " + used.joined(separator: ", ") }
         return p
