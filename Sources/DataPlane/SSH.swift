@@ -50,6 +50,8 @@ public struct SSHEndpoint: Sendable, Hashable, Codable {
         }
         if !userSet("ciphers") { args += ["-o", "Ciphers=\(SSHEndpoint.preferredCiphers)"] }
         if !userSet("batchmode") { args += ["-o", "BatchMode=yes"] }
+        // A host that takes the TCP connection and never answers must not hang a copy forever.
+        if !userSet("connecttimeout") { args += ["-o", "ConnectTimeout=30"] }
         if !userSet("serveraliveinterval") { args += ["-o", "ServerAliveInterval=15"] }
         if !userSet("serveralivecountmax") { args += ["-o", "ServerAliveCountMax=4"] }
         if compress && !userSet("compression") { args += ["-o", "Compression=yes"] }
