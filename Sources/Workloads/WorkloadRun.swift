@@ -487,92 +487,66 @@ struct WorkloadRun: Sendable {
         return problems
     }
 
-    func attempt(_ what: String, _ problems: inout [String], _ op: () async throws -> Void) async {
-        do { try await op() } catch { problems.append("\(what): \(error)") }
+    /// How one kind of recorded resource is undone: `what` names it in a problem line (`{}`
+    /// stands for its id, else the id follows).
+    typealias Undo = (kind: String, what: String, op: (Ledger.Resource) async throws -> Void)
+
+    /// Undo each resource of each kind, in the order given; what is undone is released in the
+    /// ledger, what fails is a problem line and stays recorded for the next run.
+    func undo(_ resources: [Ledger.Resource], _ steps: [Undo], _ problems: inout [String]) async {
+        for step in steps {
+            for r in resources where r.kind == step.kind {
+                do {
+                    try await step.op(r)
+                    try ledger.setState(r, .released)
+                } catch {
+                    let what = step.what.contains("{}") ? step.what.replacingOccurrences(of: "{}", with: r.resourceID) : "\(step.what) \(r.resourceID)"
+                    problems.append("\(what): \(error)")
+                }
+            }
+        }
     }
 
     func undoDestination(_ problems: inout [String]) async {
-        let created = (try? ledger.resources(id, state: .created)) ?? []
-        let mine = created.filter { $0.cloud == CloudSide.dst.rawValue }
-        for r in mine.reversed() {
-            switch r.kind {
-            case "floatingip":
-                await attempt("delete floating IP \(r.resourceID)", &problems) {
-                    try await dst.delete(Neutron.floatingIPs, r.resourceID)
-                    try ledger.setState(r, .released)
+        let mine = ((try? ledger.resources(id, state: .created)) ?? []).filter { $0.cloud == CloudSide.dst.rawValue }
+        await undo(mine.reversed(), [
+            ("floatingip", "delete floating IP", { try await dst.delete(Neutron.floatingIPs, $0.resourceID) }),
+            ("fip-association", "release floating IP", { _ = try await dst.update(Neutron.floatingIPs, $0.resourceID, ["port_id": .null]) }),
+            ("server", "delete destination server", { r in
+                try await dst.delete(Nova.servers, r.resourceID)
+                try await Waiter.waitGone("server \(r.resourceID)", service: ServiceType.compute, timeout: 600) {
+                    try await dst.find(Nova.servers, id: r.resourceID)?.status
                 }
-            case "fip-association":
-                await attempt("release floating IP \(r.resourceID)", &problems) {
-                    _ = try await dst.update(Neutron.floatingIPs, r.resourceID, ["port_id": .null])
-                    try ledger.setState(r, .released)
-                }
-            default: continue
-            }
-        }
-        if let server = mine.first(where: { $0.kind == "server" }) {
-            await attempt("delete destination server \(server.resourceID)", &problems) {
-                try await dst.delete(Nova.servers, server.resourceID)
-                try await Waiter.waitGone("server \(server.resourceID)", service: ServiceType.compute, timeout: 600) {
-                    try await dst.find(Nova.servers, id: server.resourceID)?.status
-                }
-                try ledger.setState(server, .released)
-            }
-        }
-        for r in mine where r.kind == "port" {
-            await attempt("delete port \(r.resourceID)", &problems) {
-                try await dst.delete(Neutron.ports, r.resourceID)
-                try ledger.setState(r, .released)
-            }
-        }
-        for r in mine where r.kind == "attachment" {
-            await attempt("detach volume \(r.resourceID) from the destination conversion host", &problems) {
-                try await hosts().dst.detach(volumeID: r.resourceID, session: dst, timeout: timeout)
-                try ledger.setState(r, .released)
-            }
-        }
-        for r in mine where r.kind == "volume" {
-            await attempt("delete destination volume \(r.resourceID)", &problems) {
-                try await deleteVolume(dst, r.resourceID)
-                try ledger.setState(r, .released)
-            }
-        }
+            }),
+        ], &problems)
+        await undo(mine, [
+            ("port", "delete port", { try await dst.delete(Neutron.ports, $0.resourceID) }),
+            ("attachment", "detach volume {} from the destination conversion host", {
+                try await hosts().dst.detach(volumeID: $0.resourceID, session: dst, timeout: timeout)
+            }),
+            ("volume", "delete destination volume", { try await deleteVolume(dst, $0.resourceID) }),
+        ], &problems)
     }
 
     /// Give the source back what the run took; `restart`: the migration failed, so a source VM
     /// the run stopped (`--stop-source`) is started again (on success it stays stopped).
     func undoSource(_ problems: inout [String], restart: Bool) async {
         let created = ((try? ledger.resources(id, state: .created)) ?? []).filter { $0.cloud == CloudSide.src.rawValue }
-        for r in created where r.kind == "attachment" {
-            await attempt("detach volume \(r.resourceID) from the source conversion host", &problems) {
-                try await hosts().src.detach(volumeID: r.resourceID, session: src, timeout: timeout)
-                try ledger.setState(r, .released)
-            }
-        }
-        for r in created where r.kind == "volume" {
-            await attempt("delete temporary volume \(r.resourceID)", &problems) {
-                try await deleteVolume(src, r.resourceID)
-                try ledger.setState(r, .released)
-            }
-        }
-        for r in created where r.kind == "snapshot" {
-            await attempt("delete temporary snapshot \(r.resourceID)", &problems) {
+        // Data volumes go back in device order, so the VM sees them where they were.
+        let ordered = created.sorted { WorkloadKind.deviceOrder($0.details["device"] ?? "") < WorkloadKind.deviceOrder($1.details["device"] ?? "") }
+        await undo(ordered, [
+            ("attachment", "detach volume {} from the source conversion host", {
+                try await hosts().src.detach(volumeID: $0.resourceID, session: src, timeout: timeout)
+            }),
+            ("volume", "delete temporary volume", { try await deleteVolume(src, $0.resourceID) }),
+            ("snapshot", "delete temporary snapshot", { r in
                 try await src.delete(Cinder.snapshots, r.resourceID)
                 try await Waiter.waitGone("snapshot \(r.resourceID)", service: ServiceType.blockStorage, timeout: timeout) {
                     try await src.find(Cinder.snapshots, id: r.resourceID)?.status
                 }
-                try ledger.setState(r, .released)
-            }
-        }
-        for r in created where r.kind == "image" {
-            await attempt("delete temporary image \(r.resourceID)", &problems) {
-                try await src.deleteImage(r.resourceID)
-                try ledger.setState(r, .released)
-            }
-        }
-        let detached = created.filter { $0.kind == "detachment" }
-            .sorted { WorkloadKind.deviceOrder($0.details["device"] ?? "") < WorkloadKind.deviceOrder($1.details["device"] ?? "") }
-        for r in detached {
-            await attempt("re-attach volume \(r.resourceID) to the source server", &problems) {
+            }),
+            ("image", "delete temporary image", { try await src.deleteImage($0.resourceID) }),
+            ("detachment", "re-attach volume {} to the source server", { r in
                 let server = r.details["server"] ?? plan.sourceID
                 let vol = try await src.get(Cinder.volumes, r.resourceID)
                 if !vol.attachments.contains(where: { $0.serverID == server }) {
@@ -580,24 +554,16 @@ struct WorkloadRun: Sendable {
                     try await src.attachVolume(server: server, volume: r.resourceID)
                     _ = try await waitVolume(src, r.resourceID, "in-use")
                 }
-                try ledger.setState(r, .released)
-            }
-        }
-        for r in created where r.kind == "stopped-server" {
-            guard restart else {
-                try? ledger.setState(r, .released)
-                continue
-            }
-            await attempt("start the source server \(r.resourceID) again", &problems) {
-                if let s = try await src.find(Nova.servers, id: r.resourceID), s.status == "SHUTOFF" {
-                    try await src.startServer(r.resourceID)
-                    _ = try await Waiter.wait("source server \(r.resourceID)", service: ServiceType.compute, timeout: timeout, until: ["ACTIVE"],
-                                              failOn: ["ERROR"], fetch: { try await src.find(Nova.servers, id: r.resourceID) },
-                                              status: { $0.status })
-                }
-                try ledger.setState(r, .released)
-            }
-        }
+            }),
+            ("stopped-server", "start the source server {} again", { r in
+                // On success it stays stopped: only released.
+                guard restart, let s = try await src.find(Nova.servers, id: r.resourceID), s.status == "SHUTOFF" else { return }
+                try await src.startServer(r.resourceID)
+                _ = try await Waiter.wait("source server \(r.resourceID)", service: ServiceType.compute, timeout: timeout, until: ["ACTIVE"],
+                                          failOn: ["ERROR"], fetch: { try await src.find(Nova.servers, id: r.resourceID) },
+                                          status: { $0.status })
+            }),
+        ], &problems)
     }
 
     func deleteVolume(_ s: CloudSession, _ vid: String) async throws {
