@@ -207,21 +207,13 @@ public struct CloudConfigLoader: Sendable {
             p.auth[authKey] = v
             used.append(envKey)
         }
-        if p.regionName == nil, let v = value("OS_REGION_NAME") {
-            p.regionName = v
-            used.append("OS_REGION_NAME")
-        }
-        if p.caCertFile == nil, let v = value("OS_CACERT") {
-            p.caCertFile = v
-            used.append("OS_CACERT")
-        }
-        if p.clientCertFile == nil, let v = value("OS_CERT") {
-            p.clientCertFile = v
-            used.append("OS_CERT")
-        }
-        if p.clientKeyFile == nil, let v = value("OS_KEY") {
-            p.clientKeyFile = v
-            used.append("OS_KEY")
+        let settings: [(String, WritableKeyPath<CloudProfile, String?>)] = [
+            ("OS_REGION_NAME", \.regionName), ("OS_CACERT", \.caCertFile), ("OS_CERT", \.clientCertFile), ("OS_KEY", \.clientKeyFile),
+        ]
+        for (envKey, setting) in settings where p[keyPath: setting] == nil {
+            guard let v = value(envKey) else { continue }
+            p[keyPath: setting] = v
+            used.append(envKey)
         }
         for (envKey, service) in [("OS_COMPUTE_API_VERSION", "compute"), ("OS_VOLUME_API_VERSION", "block-storage")]
             where p.apiVersions[service] == nil
