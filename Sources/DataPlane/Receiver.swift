@@ -297,7 +297,10 @@ final class ReceiveSession: @unchecked Sendable {
         r.bytesZero = p.bytesZero
         r.bytesReused = p.bytesReused
         r.bytesOnWire = wireBytes()
-        progressHandler(snapshot())
+        // The last event carries the average rate of the whole copy.
+        var last = snapshot()
+        if last.seconds > 0 { last.rate = Double(last.bytesDone) / last.seconds }
+        progressHandler(last)
 
         if config.mode == .unverified {
             r.digest = ""
