@@ -179,6 +179,15 @@ struct WorkloadMigrationTests {
             let srcBefore = try await WorkloadLab.inventory(s)
             let dstBefore = try await WorkloadLab.inventory(d)
 
+            // --dry-run: the plan after the prerequisites, and not one write in either cloud.
+            let plan = try await env.run(["import", "workloads", "--dry-run", "--json"])
+            #expect(plan.exitCode == 0, "\(plan.stderr)")
+            #expect(Self.item(plan.stdout, "vm-fail")?["message"]?.stringValue
+                == "would migrate: 2 volume(s) to copy (2 GiB), 1 port(s), 0 floating IP(s)", "\(plan.stdout)")
+            #expect(try await WorkloadLab.inventory(s) == srcBefore)
+            #expect(try await WorkloadLab.inventory(d) == dstBefore)
+            #expect(try await s.get(Nova.servers, vm).status == "SHUTOFF")
+
             let failed = try await env.run(["import", "workloads", "--json"], env: ["OSM_FAIL_AT": "server"])
             #expect(failed.exitCode == 1)
             let msg = Self.item(failed.stdout, "vm-fail")?["message"]?.stringValue ?? ""
