@@ -19,6 +19,8 @@ public protocol NeutronKind: ResourceKind {
     static func prepareCreate(_ body: inout JSONObject, _ record: ResourceRecord, _ ctx: ImportContext) async throws
     static func prepareUpdate(_ body: inout JSONObject, _ fields: [String], _ record: ResourceRecord, _ ctx: ImportContext) async throws
     static func afterCreate(id: String, _ record: ResourceRecord, _ ctx: ImportContext) async throws
+    /// What a create leaves out beyond the field map's admin-only params (compound params).
+    static func createNotes(_ record: ResourceRecord, isAdmin: Bool) -> [String]
 }
 
 extension NeutronKind {
@@ -32,6 +34,7 @@ extension NeutronKind {
     public static func prepareUpdate(_ body: inout JSONObject, _ fields: [String], _ record: ResourceRecord,
                                      _ ctx: ImportContext) async throws {}
     public static func afterCreate(id: String, _ record: ResourceRecord, _ ctx: ImportContext) async throws {}
+    public static func createNotes(_ record: ResourceRecord, isAdmin: Bool) -> [String] { [] }
 
     public static func references(_ record: ResourceRecord) -> [FieldReference] { fieldMap.references(record) }
 
@@ -81,7 +84,8 @@ extension NeutronKind {
             return .fail(reason: "\(found.count) \(singular.replacingOccurrences(of: "_", with: " "))s named '\(name)' in the destination project")
         }
         if let object = found.first { return try await compare(record, object, ctx) }
-        return .create(detail: fieldMap.adminOnlyNote(record, isAdmin: ctx.isAdmin) ?? "") { try await create(record, ctx) }
+        let notes = [fieldMap.adminOnlyNote(record, isAdmin: ctx.isAdmin)].compactMap { $0 } + createNotes(record, isAdmin: ctx.isAdmin)
+        return .create(detail: notes.joined(separator: "; ")) { try await create(record, ctx) }
     }
 
     public static func compare(_ record: ResourceRecord, _ object: JSONObject, _ ctx: ImportContext) async throws -> ImportStep {

@@ -100,4 +100,18 @@ import Testing
         }
         #expect(FieldChange(field: "description", from: "a", to: "b").text == #"description: "a" → "b""#)
     }
+
+    /// A router's gateway parts only admins may set (enable_snat false, external fixed IPs) are
+    /// named on create with tenant credentials, not dropped silently.
+    @Test func routerGatewayAdminPartsAreNamedOnCreate() {
+        let net: JSONValue = ["name": "public", "project_name": .null, "domain_name": .null]
+        let full = record(["name": "r", "external_gateway_refinfo": ["network_ref": net, "enable_snat": false,
+                                                                      "external_fixed_ips": [["ip_address": "172.24.4.9"]]]])
+        #expect(RouterKind.createNotes(full, isAdmin: false) == ["enable_snat false not applied: Neutron reserves it to admins",
+                                                                 "external_fixed_ips not applied: Neutron reserves them to admins"])
+        #expect(RouterKind.createNotes(full, isAdmin: true) == [])
+        let plain = record(["name": "r", "external_gateway_refinfo": ["network_ref": net, "enable_snat": true, "external_fixed_ips": []]])
+        #expect(RouterKind.createNotes(plain, isAdmin: false) == [])
+        #expect(RouterKind.createNotes(record(["name": "r", "external_gateway_refinfo": .null]), isAdmin: false) == [])
+    }
 }

@@ -79,6 +79,20 @@ public enum RouterKind: NeutronKind {
         return (differs ? [gateway] : [], notes)
     }
 
+    /// Without admin credentials a new router gets Neutron's defaults for what only admins may
+    /// set on its gateway; say so instead of dropping it silently.
+    public static func createNotes(_ record: ResourceRecord, isAdmin: Bool) -> [String] {
+        guard !isAdmin, let gw = record.params[gateway], !gw.isNull else { return [] }
+        var notes: [String] = []
+        if let snat = gw["enable_snat"], snat == .bool(false) {
+            notes.append("enable_snat false not applied: Neutron reserves it to admins")
+        }
+        if let ips = gw["external_fixed_ips"], !ips.isFalsey {
+            notes.append("external_fixed_ips not applied: Neutron reserves them to admins")
+        }
+        return notes
+    }
+
     /// `external_gateway_info` for the API; admin-only parts only when admin.
     static func gatewayBody(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> JSONValue? {
         guard let desired = record.params[gateway] else { return nil }
