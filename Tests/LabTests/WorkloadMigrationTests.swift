@@ -213,6 +213,10 @@ struct WorkloadMigrationTests {
             let m1 = Self.item(noType.stdout, "vm-fail")?["message"]?.stringValue ?? ""
             #expect(m1.hasPrefix("prerequisites not met in the destination: volume 'f-data': volume type 'gold' does not exist in the destination (known: "), "\(m1)")
             #expect(m1.hasSuffix("map it with --map-volume-type SOURCE=DESTINATION"), "\(m1)")
+            // Mapped, the prerequisites pass (a dry run: nothing moves yet).
+            let mapped = try await env.run(["import", "workloads", "--dry-run", "--json", "--map-volume-type", "gold=__DEFAULT__"])
+            #expect(mapped.exitCode == 0, "\(mapped.stdout)")
+            #expect(Self.item(mapped.stdout, "vm-fail")?["message"]?.stringValue?.hasPrefix("would migrate: 2 volume(s)") == true, "\(mapped.stdout)")
             #expect(try await WorkloadLab.inventory(s) == srcBefore)
             #expect(try await WorkloadLab.inventory(d) == dstBefore)
 
