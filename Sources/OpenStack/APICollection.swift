@@ -16,9 +16,11 @@ public struct APICollection<Element: Decodable & Sendable>: Sendable {
     public let updateMethod: HTTPMethod
     /// Whether the list call accepts a `name` filter (Nova's flavors answer 400 to one).
     public let filtersByName: Bool
+    /// Whether that filter is a regular expression (Nova's servers): the name is then anchored and escaped.
+    public let nameFilterIsRegex: Bool
 
     public init(service: String, path: String, listPath: String? = nil, singular: String, plural: String,
-                updateMethod: HTTPMethod = .PUT, filtersByName: Bool = true)
+                updateMethod: HTTPMethod = .PUT, filtersByName: Bool = true, nameFilterIsRegex: Bool = false)
     {
         self.service = service
         self.path = path
@@ -27,6 +29,7 @@ public struct APICollection<Element: Decodable & Sendable>: Sendable {
         self.plural = plural
         self.updateMethod = updateMethod
         self.filtersByName = filtersByName
+        self.nameFilterIsRegex = nameFilterIsRegex
     }
 
     public func itemPath(_ id: String) -> String { path + "/" + APIPath.escape(id) }
@@ -72,7 +75,8 @@ extension CloudSession {
     /// Elements whose `name` equals `name` exactly, server-side filtered where the service can.
     public func named<T>(_ c: APICollection<T>, _ name: String, query: [QueryItem] = []) async throws -> [T]
     where T: NamedResource {
-        try await list(c, query: (c.filtersByName ? [QueryItem("name", name)] : []) + query).collect().filter { $0.name == name }
+        let filter = c.nameFilterIsRegex ? "^\(NSRegularExpression.escapedPattern(for: name))$" : name
+        return try await list(c, query: (c.filtersByName ? [QueryItem("name", filter)] : []) + query).collect().filter { $0.name == name }
     }
 }
 

@@ -35,10 +35,7 @@ enum Prerequisites {
         var ours = Set(recorded.filter { $0.kind == "port" }.map(\.resourceID))
         var servers = Set(recorded.filter { $0.kind == "server" }.map(\.resourceID))
         if resuming {
-            let pattern = "^\(NSRegularExpression.escapedPattern(for: plan.name))$"
-            for s in try await dst.list(Nova.servers, query: [QueryItem("name", pattern)]).collect() where s.name == plan.name {
-                servers.insert(s.id)
-            }
+            for s in try await dst.named(Nova.servers, plan.name) { servers.insert(s.id) }
         }
         for server in servers {
             for p in try await dst.list(Neutron.ports, query: [QueryItem("device_id", server)]).collect() { ours.insert(p.id) }
@@ -77,9 +74,8 @@ enum Prerequisites {
         var out: [String] = []
         for v in volumes {
             let spec = VolumeSpec(name: v.name, size: max(v.size, 1), volumeType: v.volumeType, availabilityZone: v.availabilityZone)
-            if let p = Volumes.placementProblem(spec, types: options.types, zones: options.zones) {
-                let line = "volume '\(v.name)': " + p.replacingOccurrences(of: "--map-name volume-type:SOURCE=DESTINATION", with: "--map-volume-type SOURCE=DESTINATION")
-                    .replacingOccurrences(of: "--map-name availability-zone:SOURCE=DESTINATION", with: "--map-az SOURCE=DESTINATION")
+            if let p = Volumes.placementProblem(spec, types: options.types, zones: options.zones, mapOptions: .workloads) {
+                let line = "volume '\(v.name)': " + p
                 if !out.contains(line) { out.append(line) }
             }
         }

@@ -50,7 +50,7 @@ public struct ConversionHostVolumeCopier: VolumeDataCopier {
         if !problems.isEmpty {
             throw OpenStackError(kind: .waitFailed, service: "conversion hosts", message: problems.joined(separator: "; "))
         }
-        try await dst.setVolumeMetadata(destinationVolume, [Volumes.digestKey: "osm-sha256-chunked:" + digest])
+        try await Volumes.recordVerifiedCopy(dst, volume: destinationVolume, digest: digest)
         return digest
     }
 

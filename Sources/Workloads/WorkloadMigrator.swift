@@ -114,9 +114,7 @@ public final class WorkloadMigrator: Sendable {
             }
             let resuming = entry?.state == .running
             if !resuming {
-                let same = try await dst.list(Nova.servers, query: [QueryItem("name", "^\(NSRegularExpression.escapedPattern(for: name))$")])
-                    .collect().filter { $0.name == name }
-                if let s = same.first { return result(name, .ok, "already in the destination (server \(s.id))", id: s.id) }
+                if let s = try await dst.named(Nova.servers, name).first { return result(name, .ok, "already in the destination (server \(s.id))", id: s.id) }
             }
             guard let source = try await src.find(Nova.servers, id: plan.sourceID) else {
                 return result(name, .failed, "source server \(plan.sourceID) not found")

@@ -251,7 +251,7 @@ struct WorkloadRun: Sendable {
                 workload: self.id, device: job.device, sourceVolume: job.source, destinationVolume: job.target,
                 size: Int64(r.sourceSize), digest: r.digest, bytesCopied: Int64(r.bytesCopied), bytesZero: Int64(r.bytesZero),
                 bytesReused: Int64(r.bytesReused), bytesOnWire: Int64(r.bytesOnWire), seconds: r.seconds, verifiedAt: Date()))
-            try await self.dst.setVolumeMetadata(job.target, [Volumes.digestKey: "osm-sha256-chunked:" + r.digest])
+            try await Volumes.recordVerifiedCopy(self.dst, volume: job.target, digest: r.digest)
             return r.digest
         }
     }
@@ -318,8 +318,7 @@ struct WorkloadRun: Sendable {
         let serverID = try await ensure("dst-server", .dst, "server", adopt: {
             // A server an interrupted run created (or whose create answer was lost): same name,
             // and our boot volume attached, or (re-image mode) our data volumes or none.
-            let same = try await dst.list(Nova.servers, query: [QueryItem("name", "^\(NSRegularExpression.escapedPattern(for: plan.name))$")])
-                .collect().filter { $0.name == plan.name && $0.status != "DELETED" }
+            let same = try await dst.named(Nova.servers, plan.name).filter { $0.status != "DELETED" }
             if let bootVolume { return same.first { ($0.volumesAttached ?? []).contains { $0.id == bootVolume } }?.id }
             let data = Set(try plan.volumes.indices.map { try destinationVolume($0) })
             return same.first { Set(($0.volumesAttached ?? []).map(\.id)) == data }?.id

@@ -203,7 +203,7 @@ public struct VolumeAttachment: Codable, Sendable {
 
 public enum Nova {
     public static let servers = APICollection<Server>(service: ServiceType.compute, path: "/servers", listPath: "/servers/detail",
-                                                      singular: "server", plural: "servers")
+                                                      singular: "server", plural: "servers", nameFilterIsRegex: true)
     public static let flavors = APICollection<Flavor>(service: ServiceType.compute, path: "/flavors", listPath: "/flavors/detail",
                                                       singular: "flavor", plural: "flavors", filtersByName: false)
 }

@@ -112,13 +112,29 @@ public enum Volumes {
         }
     }
 
+    /// The options that map volume types and zones, as the calling command spells them.
+    public struct MapOptions: Sendable {
+        public var volumeType: String
+        public var availabilityZone: String
+        public init(volumeType: String, availabilityZone: String) {
+            self.volumeType = volumeType
+            self.availabilityZone = availabilityZone
+        }
+
+        public static let mapName = MapOptions(volumeType: "--map-name volume-type:SOURCE=DESTINATION",
+                                               availabilityZone: "--map-name availability-zone:SOURCE=DESTINATION")
+        public static let workloads = MapOptions(volumeType: "--map-volume-type SOURCE=DESTINATION", availabilityZone: "--map-az SOURCE=DESTINATION")
+    }
+
     /// Checks before creating: the mapped type and zone exist in the destination. One line, or nil.
-    public static func placementProblem(_ spec: VolumeSpec, placement: VolumePlacement = .identity, types: [String], zones: [String]?) -> String? {
+    public static func placementProblem(_ spec: VolumeSpec, placement: VolumePlacement = .identity, types: [String], zones: [String]?,
+                                        mapOptions: MapOptions = .mapName) -> String?
+    {
         if let t = placement.volumeType(spec.volumeType), !types.contains(t) {
-            return "volume type '\(t)' does not exist in the destination (known: \(types.sorted().joined(separator: ", "))); map it with --map-name volume-type:SOURCE=DESTINATION"
+            return "volume type '\(t)' does not exist in the destination (known: \(types.sorted().joined(separator: ", "))); map it with \(mapOptions.volumeType)"
         }
         if let z = placement.availabilityZone(spec.availabilityZone), let zones, !zones.contains(z) {
-            return "availability zone '\(z)' does not exist in the destination (known: \(zones.sorted().joined(separator: ", "))); map it with --map-name availability-zone:SOURCE=DESTINATION"
+            return "availability zone '\(z)' does not exist in the destination (known: \(zones.sorted().joined(separator: ", "))); map it with \(mapOptions.availabilityZone)"
         }
         return nil
     }
@@ -185,5 +201,10 @@ extension Volumes {
     /// Does this destination volume hold the verified data of `source`?
     public static func holdsVerifiedCopy(_ v: Volume, of source: String) -> Bool {
         v.metadata?[sourceKey] == source && (v.metadata?[digestKey]?.isEmpty == false)
+    }
+
+    /// Record a verified copy in the destination volume's metadata (what `holdsVerifiedCopy` reads).
+    public static func recordVerifiedCopy(_ session: CloudSession, volume: String, digest: String) async throws {
+        try await session.setVolumeMetadata(volume, [digestKey: "osm-sha256-chunked:" + digest])
     }
 }
