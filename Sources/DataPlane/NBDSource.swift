@@ -179,10 +179,8 @@ final class NBDConnection: @unchecked Sendable {
     }
 
     deinit {
-        // NBD_CMD_DISC, then close.
-        var w = [UInt8]()
-        w += u32be(NBDConnection.requestMagic) + u16be(0) + u16be(2) + u64be(0) + u64be(0) + u32be(0)
-        _ = w.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        // NBD_CMD_DISC (the server ignores its cookie), then close.
+        _ = try? request(type: 2, offset: 0, length: 0)
         close(fd)
     }
 
@@ -398,10 +396,7 @@ final class NBDTunnel: @unchecked Sendable {
         let remote = "sh -c " + shellQuote(script) + " sh " + shellQuote(path)
         server = try ChildProcess(argv: endpoint.sshArguments() + [remote], stdin: .pipe, stdout: .pipe, stderr: .pipe)
         server.collectStderr()
-        var line: [UInt8] = []
-        var byte: UInt8 = 0
-        while Glibc.read(server.stdoutFD, &byte, 1) == 1 && byte != 10 { line.append(byte) }
-        let remoteSocket = String(decoding: line, as: UTF8.self)
+        let remoteSocket = server.readLine() ?? ""
         guard remoteSocket.hasPrefix("/") else {
             server.closeStdin()
             let status = server.wait(timeout: 10)

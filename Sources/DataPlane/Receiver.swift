@@ -71,9 +71,11 @@ final class ReceiveSession: @unchecked Sendable {
     private var summaries: [StreamSummary?] = []
     private var progress = CopyProgress()
     private var result = CopyResult()
-    private var firstDifference: Int?
 
     private var nbdTunnel: NBDTunnel?
+    /// The source host the sender agent runs on over ssh; nil when it runs here (a local source,
+    /// or the NBD fallback, where the local agent reads through the tunnel).
+    private var senderEndpoint: SSHEndpoint? { nbdTunnel == nil ? config.source.endpoint : nil }
     private let queue = BlockingQueue<Job>()
     private var pool: BufferPool!
     private let startTime = monotonicSeconds()
@@ -286,7 +288,6 @@ final class ReceiveSession: @unchecked Sendable {
         let sourceChunks = sourceDigests
         let sums = summaries.map { $0! }
         let p = progress
-        let firstDiff = firstDifference
         cond.unlock()
         r.source = config.source.description
         r.destination = config.target
@@ -308,21 +309,20 @@ final class ReceiveSession: @unchecked Sendable {
             try? journal?.finish(with: currentMap())
             return r
         }
+        // Each stream's digest against the destination's chunks; in verify mode also against the
+        // chunk digests the source sent (they must be its own).
         var allMatch = true
         for s in streams {
-            let mine = DigestScheme.combine(geometry.chunks(ofStream: s.index, streams: streams.count).map { digests[$0] }).hex
-            if sums[s.index].streamDigest != mine { allMatch = false }
+            let chunks = geometry.chunks(ofStream: s.index, streams: streams.count)
+            if sums[s.index].streamDigest != DigestScheme.combine(chunks.map { digests[$0] }).hex { allMatch = false }
+            if config.mode == .verify, sums[s.index].streamDigest != DigestScheme.combine(chunks.map { sourceChunks[$0] }).hex {
+                throw DataPlaneError("source \(config.source.description): protocol error: the stream digest does not match the chunk digests sent", kind: .protocolError)
+            }
         }
         r.digest = scheme.volumeDigest(digests).hex
         if config.mode == .verify {
             // Both volume digests, and `digest` only when they are the same: a consumer must never
             // read the destination's digest of a differing volume as the copy's.
-            for s in streams {
-                let theirs = DigestScheme.combine(geometry.chunks(ofStream: s.index, streams: streams.count).map { sourceChunks[$0] }).hex
-                guard sums[s.index].streamDigest == theirs else {
-                    throw DataPlaneError("source \(config.source.description): protocol error: the stream digest does not match the chunk digests sent", kind: .protocolError)
-                }
-            }
             let destination = r.digest
             let source = scheme.volumeDigest(sourceChunks).hex
             r.sourceDigest = source
@@ -332,7 +332,6 @@ final class ReceiveSession: @unchecked Sendable {
             r.verified = allMatch && r.chunksDiffering == 0 && sameSize && source == destination
             if !r.verified, r.chunksDiffering == 0 { r.chunksDiffering = max(r.chunksDiffering, 1) }
             if !r.verified { r.digest = "" }
-            _ = firstDiff
             return r
         }
         guard allMatch else {
@@ -512,7 +511,7 @@ final class ReceiveSession: @unchecked Sendable {
         while true {
             let argv: [String]
             var buildID: String? = nil
-            if let ep = config.source.endpoint, nbdTunnel == nil {
+            if let ep = senderEndpoint {
                 if ep.remoteCommand == nil { buildID = try RemoteAgent.buildID(executable: config.agentExecutable) }
                 argv = ep.sshArguments(compress: config.compress) + [RemoteAgent.command(ep, args: senderArguments(), buildID: buildID)]
             } else {
@@ -642,7 +641,7 @@ final class ReceiveSession: @unchecked Sendable {
     private func lost(_ s: PeerStream) {
         guard failed == nil else { return }  // we stopped it ourselves
         let status = s.process.wait(timeout: 5)
-        let program = config.source.endpoint != nil && nbdTunnel == nil ? "ssh" : "the agent"
+        let program = senderEndpoint != nil ? "ssh" : "the agent"
         let why = s.process.lastStderrLine().map { ": \($0)" } ?? " (\(program) \(status))"
         fail(DataPlaneError("source \(config.source.description): the connection was lost during the transfer\(why)", kind: .connect))
     }
@@ -655,10 +654,7 @@ final class ReceiveSession: @unchecked Sendable {
     }
 
     private func readData(_ s: PeerStream, header h: FrameHeader, streamCount: Int) throws {
-        var fixed = [UInt8](repeating: 0, count: DataFrameHeader.fixedSize)
-        guard try fixed.withUnsafeMutableBytes({ try s.reader.read(into: $0.baseAddress!, count: $0.count) }) else {
-            throw ConnectionLost()
-        }
+        let fixed = try s.reader.payload(DataFrameHeader.fixedSize)
         var (dh, n) = try fixed.withUnsafeBytes { try DataFrameHeader.decodeFixed($0) }
         let table = try s.reader.payload(n * DataFrameHeader.segmentSize)
         dh.segments = try table.withUnsafeBytes { try DataFrameHeader.decodeTable($0, count: n) }
@@ -732,10 +728,7 @@ final class ReceiveSession: @unchecked Sendable {
             progress.bytesReused += UInt64(r)
             result.chunksReused += 1
         case .verified(let equal):
-            if !equal {
-                result.chunksDiffering += 1
-                if firstDifference == nil { firstDifference = index }
-            }
+            if !equal { result.chunksDiffering += 1 }
         }
         if completion.isComplete { cond.broadcast() }
     }
