@@ -189,7 +189,12 @@ public struct FieldMap: Sendable {
             return !v.isNull && v != .bool(false)
         }.map(\.param).sorted()
         if skipped.isEmpty { return nil }
-        return "\(skipped.joined(separator: ", ")) not applied: \(service) reserves \(skipped.count == 1 ? "it" : "them") to admins"
+        return Self.adminNote(skipped.joined(separator: ", "), plural: skipped.count > 1, service: service)
+    }
+
+    /// "WHAT not applied: Neutron reserves it (them) to admins".
+    public static func adminNote(_ what: String, plural: Bool, service: String = "Neutron") -> String {
+        "\(what) not applied: \(service) reserves \(plural ? "them" : "it") to admins"
     }
 
     /// What to do with a resource that exists: nothing when it is as described; a failure that

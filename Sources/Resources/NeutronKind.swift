@@ -59,22 +59,18 @@ extension NeutronKind {
     /// The destination objects of the project with exactly this name, from one listing of the
     /// project's collection per run (`fresh`: ask Neutron now).
     public static func existing(named name: String, _ ctx: ImportContext, fresh: Bool = false) async throws -> [JSONObject] {
-        let all: [JSONValue]
-        if fresh {
-            all = try await ctx.session.list(
-                JSONValue.self,
-                APIRequest(ServiceType.network, .GET, path, query: [QueryItem("name", name), QueryItem("project_id", ctx.projectID)]),
-                key: plural
-            ).collect()
-        } else {
-            all = try await ctx.cache.value("project:" + path) {
-                .array(try await ctx.session.list(
-                    JSONValue.self, APIRequest(ServiceType.network, .GET, path, query: [QueryItem("project_id", ctx.projectID)]),
-                    key: plural
-                ).collect())
-            }.arrayValue ?? []
-        }
-        return all.compactMap(\.objectValue).filter { $0["name"]?.stringValue == name }
+        guard fresh else { return try await all(ctx).filter { $0["name"]?.stringValue == name } }
+        return try await ctx.session.list(
+            JSONValue.self,
+            APIRequest(ServiceType.network, .GET, path, query: [QueryItem("name", name), QueryItem("project_id", ctx.projectID)]),
+            key: plural
+        ).collect().compactMap(\.objectValue).filter { $0["name"]?.stringValue == name }
+    }
+
+    /// The project's collection, listed once per run.
+    public static func all(_ ctx: ImportContext) async throws -> [JSONObject] {
+        try await KindSupport.cachedList(ctx, "project:" + path,
+                                         APIRequest(ServiceType.network, .GET, path, query: [QueryItem("project_id", ctx.projectID)]), plural)
     }
 
     public static func plan(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> ImportStep {

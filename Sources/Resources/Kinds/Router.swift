@@ -69,7 +69,7 @@ public enum RouterKind: NeutronKind {
         var differs = !FieldMap.sameReference(desired["network_ref"] ?? .null, cur["network_ref"] ?? .null)
         var notes: [String] = []
         if let snat = desired["enable_snat"], !snat.isNull, snat != cur["enable_snat"] {
-            if ctx.isAdmin { differs = true } else { notes.append("enable_snat \(snat.jsonString()) not applied: Neutron reserves it to admins") }
+            if ctx.isAdmin { differs = true } else { notes.append(FieldMap.adminNote("enable_snat \(snat.jsonString())", plural: false)) }
         }
         if ctx.isAdmin, let ips = desired["external_fixed_ips"], !ips.isFalsey,
            FieldMap.sortedList(ips, by: ["ip_address"]) != FieldMap.sortedList(cur["external_fixed_ips"] ?? .null, by: ["ip_address"])
@@ -85,10 +85,10 @@ public enum RouterKind: NeutronKind {
         guard !isAdmin, let gw = record.params[gateway], !gw.isNull else { return [] }
         var notes: [String] = []
         if let snat = gw["enable_snat"], snat == .bool(false) {
-            notes.append("enable_snat false not applied: Neutron reserves it to admins")
+            notes.append(FieldMap.adminNote("enable_snat false", plural: false))
         }
         if let ips = gw["external_fixed_ips"], !ips.isFalsey {
-            notes.append("external_fixed_ips not applied: Neutron reserves them to admins")
+            notes.append(FieldMap.adminNote("external_fixed_ips", plural: true))
         }
         return notes
     }

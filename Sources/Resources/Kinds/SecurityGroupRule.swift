@@ -113,15 +113,8 @@ public enum SecurityGroupRuleKind: ResourceKind {
         }
     }
 
-    /// The rules of a group, from one listing of the project's rules per run (`fresh`: ask now).
-    static func rules(of group: String, _ ctx: ImportContext, fresh: Bool = false) async throws -> [JSONValue] {
-        if fresh {
-            return try await ctx.session.list(
-                JSONValue.self,
-                APIRequest(ServiceType.network, .GET, "/security-group-rules", query: [QueryItem("security_group_id", group)]),
-                key: "security_group_rules"
-            ).collect()
-        }
+    /// The rules of a group, from one listing of the project's rules per run.
+    static func rules(of group: String, _ ctx: ImportContext) async throws -> [JSONValue] {
         let all = try await ctx.cache.value("project:/security-group-rules") {
             .array(try await ctx.session.list(
                 JSONValue.self,
@@ -248,12 +241,7 @@ public enum SecurityGroupRuleKind: ResourceKind {
 
     /// The destination's current rules of these groups (asked now, 20 groups per call).
     static func freshRules(of groups: [String], _ ctx: ImportContext) async throws -> [String: [JSONValue]] {
-        var chunks: [[String]] = []
-        var i = 0
-        while i < groups.count {
-            chunks.append(Array(groups[i..<min(i + 20, groups.count)]))
-            i += 20
-        }
+        let chunks = stride(from: 0, to: groups.count, by: 20).map { Array(groups[$0..<min($0 + 20, groups.count)]) }
         let lists = try await boundedMap(chunks, limit: 4) { chunk in
             try await ctx.session.list(
                 JSONValue.self,
@@ -270,10 +258,7 @@ public enum SecurityGroupRuleKind: ResourceKind {
 
     /// Destination security group id -> name (the project's groups, listed once per run).
     static func groupNames(_ ctx: ImportContext) async -> [String: String] {
-        let all = (try? await KindSupport.cachedList(
-            ctx, "project:" + SecurityGroupKind.path,
-            APIRequest(ServiceType.network, .GET, SecurityGroupKind.path, query: [QueryItem("project_id", ctx.projectID)]),
-            SecurityGroupKind.plural)) ?? []
+        let all = (try? await SecurityGroupKind.all(ctx)) ?? []
         var out: [String: String] = [:]
         for g in all { if let id = g["id"]?.stringValue { out[id] = g["name"]?.stringValue } }
         return out
