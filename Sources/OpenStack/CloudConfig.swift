@@ -171,7 +171,7 @@ public struct CloudConfigLoader: Sendable {
                 origin += " + \(securePath)"
             }
         }
-        return try applyEnvironmentOverrides(to: Self.profile(fromCloudEntry: entry, name: name, origin: origin))
+        return applyEnvironmentOverrides(to: try Self.profile(fromCloudEntry: entry, name: name, origin: origin))
     }
 
     /// OS_* variable -> keystoneauth `auth` key, as the `openstack` CLI maps them.
@@ -195,7 +195,7 @@ public struct CloudConfigLoader: Sendable {
     /// towards it. `OS_INSECURE` and `OS_AUTH_TYPE` do not apply over a named cloud (TLS stays
     /// verified unless the entry says otherwise). The origin names the variables used, never
     /// their values, so an error says where a value came from.
-    public func applyEnvironmentOverrides(to profile: CloudProfile) throws -> CloudProfile {
+    public func applyEnvironmentOverrides(to profile: CloudProfile) -> CloudProfile {
         var p = profile
         var used: [String] = []
         func value(_ key: String) -> String? {
@@ -207,16 +207,12 @@ public struct CloudConfigLoader: Sendable {
             p.auth[authKey] = v
             used.append(envKey)
         }
-        let settings: [(String, WritableKeyPath<CloudProfile, String?>)] = [
-            ("OS_REGION_NAME", \.regionName), ("OS_CACERT", \.caCertFile), ("OS_CERT", \.clientCertFile), ("OS_KEY", \.clientKeyFile),
-        ]
-        for (envKey, setting) in settings where p[keyPath: setting] == nil {
+        for (envKey, setting) in Self.settingVariables where p[keyPath: setting] == nil {
             guard let v = value(envKey) else { continue }
             p[keyPath: setting] = v
             used.append(envKey)
         }
-        for (envKey, service) in [("OS_COMPUTE_API_VERSION", "compute"), ("OS_VOLUME_API_VERSION", "block-storage")]
-            where p.apiVersions[service] == nil
+        for (envKey, service) in Self.apiVersionVariables where p.apiVersions[service] == nil
         {
             guard let v = value(envKey) else { continue }
             p.apiVersions[service] = v
@@ -225,6 +221,13 @@ public struct CloudConfigLoader: Sendable {
         if !used.isEmpty { p.origin += " + " + used.joined(separator: ", ") }
         return p
     }
+
+    /// OS_* variable -> optional profile setting.
+    static let settingVariables: [(String, any WritableKeyPath<CloudProfile, String?> & Sendable)] = [
+        ("OS_REGION_NAME", \.regionName), ("OS_CACERT", \.caCertFile), ("OS_CERT", \.clientCertFile), ("OS_KEY", \.clientKeyFile),
+    ]
+    /// OS_* variable -> service whose microversion it pins.
+    static let apiVersionVariables = [("OS_COMPUTE_API_VERSION", "compute"), ("OS_VOLUME_API_VERSION", "block-storage")]
 
     func readClouds(_ path: String) throws -> JSONObject {
         let text: String
@@ -325,8 +328,7 @@ public struct CloudConfigLoader: Sendable {
             throw ConfigError("\(origin): OS_IDENTITY_API_VERSION 2 is not supported; Keystone v3 is required")
         }
         var versions: [String: String] = [:]
-        if let v = env["OS_COMPUTE_API_VERSION"] { versions["compute"] = v }
-        if let v = env["OS_VOLUME_API_VERSION"] { versions["block-storage"] = v }
+        for (envKey, service) in Self.apiVersionVariables { if let v = env[envKey] { versions[service] = v } }
         return CloudProfile(
             name: Self.environmentCloudName, origin: origin, authMethod: method, auth: auth,
             regionName: env["OS_REGION_NAME"].flatMap { $0.isEmpty ? nil : $0 },

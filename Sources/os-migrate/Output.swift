@@ -17,9 +17,9 @@ final class ConsoleSink: EventSink, Sendable {
         self.showItems = showItems
     }
 
-    func write(_ line: String) {
+    func write(_ line: String, terminator: String = "\n") {
         lock.withLock { _ in
-            FileHandle.standardOutput.write(Data((line + "\n").utf8))
+            FileHandle.standardOutput.write(Data((line + terminator).utf8))
         }
     }
 
@@ -87,9 +87,7 @@ final class ConsoleSink: EventSink, Sendable {
     func liveProgress(_ e: ProgressEvent) {
         let line = Self.progressLine(e, width: 24)
         let finished = e.total.map { $0 > 0 && e.done >= $0 } ?? false
-        lock.withLock { _ in
-            FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line + (finished ? "\n" : "")).utf8))
-        }
+        write("\r\u{1B}[K" + line, terminator: finished ? "\n" : "")
     }
 
     /// `vm1 /dev/sdb copy [#########.......] 45% 0.9/2.0 GiB 480 MB/s ETA 0:02`
