@@ -113,8 +113,12 @@ let package = Package(
         ),
         .testTarget(
             name: "ResourcesTests",
-            dependencies: ["Resources", "Engine", "TestSupport"],
-            resources: [.copy("Fixtures")],
+            dependencies: ["Resources", "TestSupport"],
+            swiftSettings: swift6
+        ),
+        .testTarget(
+            name: "EngineTests",
+            dependencies: ["Engine", "Resources", "OpenStack", "TestSupport"],
             swiftSettings: swift6
         ),
         .testTarget(

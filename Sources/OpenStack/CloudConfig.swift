@@ -9,7 +9,7 @@ public struct CloudProfile: Sendable, Equatable {
         case token
     }
 
-    /// The cloud's name as the user chose it (`oslab-src`, `envvars`, `src`).
+    /// The cloud's name as the user chose it (`osmlab-src`, `envvars`, `src`).
     public var name: String
     /// Where the settings came from, for error messages ("clouds.yaml /etc/openstack/clouds.yaml").
     public var origin: String

@@ -16,7 +16,7 @@ public enum DeviceDiscovery: Sendable, Equatable, Codable, CustomStringConvertib
     /// tool's way), with attaches to one host serialized.
     case lsblk
     /// A path template with `{volume_id}`, for hosts where volumes are reached another way
-    /// (the lab: `/var/lib/oslab/volumes/volume-{volume_id}`).
+    /// (the lab: `/var/lib/osmlab/volumes/volume-{volume_id}`).
     case template(String)
 
     public init(parsing s: String) throws {

@@ -168,7 +168,7 @@ struct BadInputAdminTests {
     @Test("admin kinds: a broken file or option is refused with one exact line and changes nothing", arguments: adminCases)
     func refusedAdmin(_ c: Case) async throws {
         let before = try await Self.adminInventory()
-        try await check(c, clouds: ["admin": try Lab.profile("oslab-admin")], dst: "admin")
+        try await check(c, clouds: ["admin": try Lab.profile("osmlab-admin")], dst: "admin")
         #expect(try await Self.adminInventory() == before)
     }
 

@@ -66,51 +66,51 @@ import TestSupport
     var origin: String { "clouds.yaml \(Lab.cloudsPath)" }
 
     func secrets() throws -> [String] {
-        try ["oslab-src", "oslab-dst", "oslab-admin"].compactMap { try Lab.profile($0).auth["password"] }
+        try ["osmlab-src", "osmlab-dst", "osmlab-admin"].compactMap { try Lab.profile($0).auth["password"] }
     }
 
     @Test func srcAndDst() async throws {
-        let r = try await CLIRunner.run(["check", "--src-cloud", "oslab-src", "--dst-cloud", "oslab-dst"], env: env)
+        let r = try await CLIRunner.run(["check", "--src-cloud", "osmlab-src", "--dst-cloud", "osmlab-dst"], env: env)
         #expect(r.stderr == "")
         #expect(r.exitCode == 0)
-        let src = try await Expected.of("oslab-src")
-        let dst = try await Expected.of("oslab-dst")
+        let src = try await Expected.of("osmlab-src")
+        let dst = try await Expected.of("osmlab-dst")
         #expect(src.projectName == "src")
         #expect(dst.projectName == "dst")
-        #expect(r.stdout == src.text(role: "src", cloud: "oslab-src", origin: origin) + "\n"
-            + dst.text(role: "dst", cloud: "oslab-dst", origin: origin) + "\n")
+        #expect(r.stdout == src.text(role: "src", cloud: "osmlab-src", origin: origin) + "\n"
+            + dst.text(role: "dst", cloud: "osmlab-dst", origin: origin) + "\n")
         for s in try secrets() { #expect(!r.stdout.contains(s)) }
     }
 
     @Test func adminAlone() async throws {
-        let r = try await CLIRunner.run(["check", "--src-cloud", "oslab-admin"], env: env)
+        let r = try await CLIRunner.run(["check", "--src-cloud", "osmlab-admin"], env: env)
         #expect(r.stderr == "")
         #expect(r.exitCode == 0)
-        let admin = try await Expected.of("oslab-admin")
+        let admin = try await Expected.of("osmlab-admin")
         #expect(admin.roles.contains("admin"))
-        #expect(r.stdout == admin.text(role: "src", cloud: "oslab-admin", origin: origin) + "\n")
+        #expect(r.stdout == admin.text(role: "src", cloud: "osmlab-admin", origin: origin) + "\n")
     }
 
     @Test func jsonShape() async throws {
-        let r = try await CLIRunner.run(["check", "--src-cloud", "oslab-src", "--dst-cloud", "oslab-dst", "--json"], env: env)
+        let r = try await CLIRunner.run(["check", "--src-cloud", "osmlab-src", "--dst-cloud", "osmlab-dst", "--json"], env: env)
         #expect(r.exitCode == 0)
         #expect(r.stderr == "")
         #expect(r.stdout.hasSuffix("}\n"))
         #expect(r.stdout.filter { $0 == "\n" }.count == 1, "one JSON object on one line")
         let doc = try JSONDecoder().decode(JSONValue.self, from: Data(r.stdout.utf8))
-        var src = try await Expected.of("oslab-src").json.objectValue!
-        src["cloud"] = "oslab-src"
+        var src = try await Expected.of("osmlab-src").json.objectValue!
+        src["cloud"] = "osmlab-src"
         src["origin"] = .string(origin)
-        var dst = try await Expected.of("oslab-dst").json.objectValue!
-        dst["cloud"] = "oslab-dst"
+        var dst = try await Expected.of("osmlab-dst").json.objectValue!
+        dst["cloud"] = "osmlab-dst"
         dst["origin"] = .string(origin)
         #expect(doc == ["clouds": ["src": .object(src), "dst": .object(dst)], "ok": true])
     }
 
     @Test func varsFileGivesTheSameAsCloudsYaml() async throws {
-        try await withFoundationTempDir("check-vars") { dir in
+        try await withTempDir("check-vars") { dir in
             var text = "os_migrate_data_dir: \(dir.path)/data\n"
-            for (side, cloud) in [("src", "oslab-src"), ("dst", "oslab-dst")] {
+            for (side, cloud) in [("src", "osmlab-src"), ("dst", "osmlab-dst")] {
                 let p = try Lab.profile(cloud)
                 text += "os_migrate_\(side)_auth:\n"
                 for key in p.auth.keys.sorted() where key != "password" {
@@ -120,15 +120,15 @@ import TestSupport
                 text += "os_migrate_\(side)_region_name: \(p.regionName ?? "RegionOne")\n"
             }
             let varsPath = try dir.write("os-migrate-vars.yml", text)
-            var env = ["OSM_TEST_SRC_PASSWORD": try Lab.profile("oslab-src").auth["password"] ?? "",
-                       "OSM_TEST_DST_PASSWORD": try Lab.profile("oslab-dst").auth["password"] ?? ""]
+            var env = ["OSM_TEST_SRC_PASSWORD": try Lab.profile("osmlab-src").auth["password"] ?? "",
+                       "OSM_TEST_DST_PASSWORD": try Lab.profile("osmlab-dst").auth["password"] ?? ""]
             #expect(!text.contains(env["OSM_TEST_SRC_PASSWORD"]!))
 
             let fromVars = try await CLIRunner.run(["check", "--vars", varsPath, "--json"], env: env)
             #expect(fromVars.stderr == "")
             #expect(fromVars.exitCode == 0)
             env["OS_CLIENT_CONFIG_FILE"] = Lab.cloudsPath
-            let fromClouds = try await CLIRunner.run(["check", "--src-cloud", "oslab-src", "--dst-cloud", "oslab-dst", "--json"], env: env)
+            let fromClouds = try await CLIRunner.run(["check", "--src-cloud", "osmlab-src", "--dst-cloud", "osmlab-dst", "--json"], env: env)
             #expect(fromClouds.exitCode == 0)
 
             let a = try JSONDecoder().decode(JSONValue.self, from: Data(fromVars.stdout.utf8))
@@ -151,21 +151,21 @@ import TestSupport
             // Text form: the same blocks, named after the vars file's sides.
             let textRun = try await CLIRunner.run(["check", "--vars", varsPath], env: env)
             #expect(textRun.exitCode == 0)
-            let src = try await Expected.of("oslab-src")
-            let dst = try await Expected.of("oslab-dst")
+            let src = try await Expected.of("osmlab-src")
+            let dst = try await Expected.of("osmlab-dst")
             #expect(textRun.stdout == src.text(role: "src", cloud: "src", origin: "vars file \(varsPath)") + "\n"
                 + dst.text(role: "dst", cloud: "dst", origin: "vars file \(varsPath)") + "\n")
         }
     }
 
     @Test func flagsWinOverVarsWhichWinOverOSCloud() async throws {
-        try await withFoundationTempDir("check-prec") { dir in
-            let p = try Lab.profile("oslab-dst")
+        try await withTempDir("check-prec") { dir in
+            let p = try Lab.profile("osmlab-dst")
             var text = "os_migrate_src_auth:\n"
             for key in p.auth.keys.sorted() { text += "  \(key): \"\(p.auth[key]!)\"\n" }
             text += "os_migrate_src_region_name: RegionOne\n"
             let varsPath = try dir.write("vars.yml", text)
-            let env = ["OS_CLIENT_CONFIG_FILE": Lab.cloudsPath, "OS_CLOUD": "oslab-admin"]
+            let env = ["OS_CLIENT_CONFIG_FILE": Lab.cloudsPath, "OS_CLOUD": "osmlab-admin"]
 
             // vars file (src = dst-user) over OS_CLOUD
             let viaVars = try await CLIRunner.run(["check", "--vars", varsPath, "--json"], env: env)
@@ -175,24 +175,24 @@ import TestSupport
             #expect(v["clouds"]?["src"]?["user"]?["name"] == "dst-user")
 
             // --src-cloud over the vars file
-            let viaFlag = try await CLIRunner.run(["check", "--vars", varsPath, "--src-cloud", "oslab-src", "--json"], env: env)
+            let viaFlag = try await CLIRunner.run(["check", "--vars", varsPath, "--src-cloud", "osmlab-src", "--json"], env: env)
             #expect(viaFlag.exitCode == 0)
             let f = try JSONDecoder().decode(JSONValue.self, from: Data(viaFlag.stdout.utf8))
             #expect(f["clouds"]?["src"]?["user"]?["name"] == "src-user")
-            #expect(f["clouds"]?["src"]?["cloud"] == "oslab-src")
+            #expect(f["clouds"]?["src"]?["cloud"] == "osmlab-src")
 
             // nothing else: OS_CLOUD
             let viaEnv = try await CLIRunner.run(["check", "--json"], env: env)
             #expect(viaEnv.exitCode == 0)
             let e = try JSONDecoder().decode(JSONValue.self, from: Data(viaEnv.stdout.utf8))
             #expect(e["clouds"]?.objectValue?.keys.sorted() == ["cloud"])
-            #expect(e["clouds"]?["cloud"]?["cloud"] == "oslab-admin")
+            #expect(e["clouds"]?["cloud"]?["cloud"] == "osmlab-admin")
             #expect(e["clouds"]?["cloud"]?["user"]?["name"] == "admin")
         }
     }
 
     @Test func osVariablesFormTheEnvvarsCloud() async throws {
-        let p = try Lab.profile("oslab-src")
+        let p = try Lab.profile("osmlab-src")
         let env = [
             "OS_AUTH_URL": p.authURL, "OS_USERNAME": p.auth["username"]!, "OS_PASSWORD": p.auth["password"]!,
             "OS_PROJECT_NAME": p.auth["project_name"]!, "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default",
@@ -201,7 +201,7 @@ import TestSupport
         let r = try await CLIRunner.run(["check"], env: env)
         #expect(r.stderr == "")
         #expect(r.exitCode == 0)
-        let src = try await Expected.of("oslab-src")
+        let src = try await Expected.of("osmlab-src")
         #expect(r.stdout == src.text(role: "cloud", cloud: "envvars", origin: "OS_* environment variables") + "\n")
         #expect(!r.stdout.contains(p.auth["password"]!))
     }
@@ -209,16 +209,16 @@ import TestSupport
     // MARK: failures
 
     @Test func wrongPasswordIsACleanOneLineError() async throws {
-        try await withFoundationTempDir("check-pw") { dir in
-            let real = try #require(try Lab.profile("oslab-src").auth["password"])
+        try await withTempDir("check-pw") { dir in
+            let real = try #require(try Lab.profile("osmlab-src").auth["password"])
             let wrong = "wrong-" + Lab.randomHex(12)
             let original = try String(contentsOfFile: Lab.cloudsPath, encoding: .utf8)
             #expect(original.contains(real))
             let clouds = try dir.write("clouds.yaml", original.replacingOccurrences(of: real, with: wrong))
-            let r = try await CLIRunner.run(["check", "--src-cloud", "oslab-src"], env: ["OS_CLIENT_CONFIG_FILE": clouds])
+            let r = try await CLIRunner.run(["check", "--src-cloud", "osmlab-src"], env: ["OS_CLIENT_CONFIG_FILE": clouds])
             #expect(r.exitCode == 1)
             let prefix = "os-migrate: error: identity POST http://127.0.0.1:5000/v3/auth/tokens returned 401: "
-                + "authentication failed for cloud 'oslab-src' (check the credentials): The request you have made requires authentication."
+                + "authentication failed for cloud 'osmlab-src' (check the credentials): The request you have made requires authentication."
             #expect(r.stderr.hasPrefix(prefix), "stderr: \(r.stderr)")
             #expect(r.stderr.hasSuffix("\n"))
             #expect(r.stderr.dropLast().contains("\n") == false, "one line: \(r.stderr)")
@@ -229,7 +229,7 @@ import TestSupport
             }
 
             // --json: the report says what failed, the same line goes to stderr.
-            let j = try await CLIRunner.run(["check", "--src-cloud", "oslab-src", "--dst-cloud", "oslab-dst", "--json"],
+            let j = try await CLIRunner.run(["check", "--src-cloud", "osmlab-src", "--dst-cloud", "osmlab-dst", "--json"],
                                             env: ["OS_CLIENT_CONFIG_FILE": clouds])
             #expect(j.exitCode == 1)
             let doc = try JSONDecoder().decode(JSONValue.self, from: Data(j.stdout.utf8))
@@ -250,9 +250,9 @@ import TestSupport
         #expect(unknown.exitCode == 1)
         #expect(unknown.stdout == "")
         #expect(unknown.stderr
-            == "os-migrate: error: clouds.yaml \(Lab.cloudsPath): cloud 'nope' not found (known: oslab-admin, oslab-dst, oslab-src)\n")
+            == "os-migrate: error: clouds.yaml \(Lab.cloudsPath): cloud 'nope' not found (known: osmlab-admin, osmlab-dst, osmlab-src)\n")
 
-        try await withFoundationTempDir("check-none") { dir in
+        try await withTempDir("check-none") { dir in
             let none = try await CLIRunner.run(["check"], env: ["OS_CLIENT_CONFIG_FILE": dir.path + "/none.yaml", "HOME": dir.path],
                                                workingDirectory: dir.path)
             #expect(none.exitCode == 1)
@@ -262,7 +262,7 @@ import TestSupport
     }
 
     @Test func unreachableKeystone() async throws {
-        try await withFoundationTempDir("check-down") { dir in
+        try await withTempDir("check-down") { dir in
             let clouds = try dir.write("clouds.yaml", """
                 clouds:
                   down:
@@ -288,7 +288,7 @@ import TestSupport
             #expect(checkHelp.stdout.contains(option), "\(option)")
         }
         // A run that outlives its timeout is killed and reported.
-        try await withFoundationTempDir("cli-timeout") { dir in
+        try await withTempDir("cli-timeout") { dir in
             let clouds = try dir.write("clouds.yaml", """
                 clouds:
                   down:
@@ -303,7 +303,7 @@ import TestSupport
     }
 
     @Test func verboseLogsRequestsButNoSecrets() async throws {
-        let r = try await CLIRunner.run(["check", "--src-cloud", "oslab-src", "--dst-cloud", "oslab-dst", "-vvv"], env: env)
+        let r = try await CLIRunner.run(["check", "--src-cloud", "osmlab-src", "--dst-cloud", "osmlab-dst", "-vvv"], env: env)
         #expect(r.exitCode == 0)
         #expect(r.stderr.contains("POST http://127.0.0.1:5000/v3/auth/tokens -> 201"))
         #expect(r.stderr.contains("GET http://127.0.0.1:8774/") || r.stderr.contains("endpoint compute: http://127.0.0.1:8774/v2.1"))

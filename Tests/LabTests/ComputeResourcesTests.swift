@@ -49,7 +49,7 @@ struct ComputeResourcesTests {
             ])
             try await admin.addFlavorAccess(priv, project: project.id)
 
-            let env = try MigrationEnv("flv", clouds: ["admin": try Lab.profile("oslab-admin")])
+            let env = try MigrationEnv("flv", clouds: ["admin": try Lab.profile("osmlab-admin")])
             defer { env.remove() }
             let filters = ["--filter", "projects=/^\(tag)-/", "--filter", "flavors=/^\(tag)-/"]
             let exp = try await env.run(["export", "projects", "flavors", "--src-cloud", "admin"] + filters)
@@ -106,7 +106,7 @@ struct ComputeResourcesTests {
             let admin = try Lab.admin()
             let id = "\(tag)-id"
             _ = try await createFlavor(admin, ["name": .string("\(tag)-keep"), "vcpus": 1, "ram": 64, "disk": 0, "id": .string(id)])
-            let env = try MigrationEnv("flvid", clouds: ["admin": try Lab.profile("oslab-admin")])
+            let env = try MigrationEnv("flvid", clouds: ["admin": try Lab.profile("osmlab-admin")])
             defer { env.remove() }
             let exp = try await env.run(["export", "flavors", "--src-cloud", "admin", "--filter", "flavors=\(tag)-keep"])
             #expect(exp.exitCode == 0, "\(exp.stderr)")
@@ -168,7 +168,7 @@ struct ComputeResourcesTests {
             let user = try await admin.create(Keystone.users, ["name": .string("\(tag)-carol"), "domain_id": "default"])
             _ = try await admin.createKeypair(name: "carol-key", publicKey: Self.key1, type: "ssh", userID: user.id)
             _ = try await admin.createKeypair(name: "carol-other", publicKey: Self.key2, type: "ssh", userID: user.id)
-            let env = try MigrationEnv("ukp", clouds: ["admin": try Lab.profile("oslab-admin")])
+            let env = try MigrationEnv("ukp", clouds: ["admin": try Lab.profile("osmlab-admin")])
             defer { env.remove() }
             let exp = try await env.run(["export", "users", "users-keypairs", "--src-cloud", "admin", "--filter", "users=/^\(tag)-/"])
             #expect(exp.exitCode == 0, "\(exp.stderr)")

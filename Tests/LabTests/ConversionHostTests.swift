@@ -186,7 +186,7 @@ struct ConversionHostTests {
         _ = try await Waiter.wait("volume", service: "block-storage", timeout: 180, until: ["available"],
                                   fetch: { try await srcSession.find(Cinder.volumes, id: volume.id) }, status: { $0.status })
         let path = try await pair.src.attach(volumeID: volume.id, session: srcSession, timeout: 300)
-        #expect(path == "/var/lib/oslab/volumes/volume-\(volume.id)")
+        #expect(path == "/var/lib/osmlab/volumes/volume-\(volume.id)")
         let attached = try await srcSession.get(Cinder.volumes, volume.id)
         #expect(attached.status == "in-use")
         #expect(attached.attachments.map(\.serverID) == [srcServerID])

@@ -49,7 +49,7 @@ import TestSupport
                                                                 "protocol": "tcp", "port_range_min": 22, "port_range_max": 22])
             _ = try await s.json(APIRequest(ServiceType.compute, .POST, "/os-keypairs", body: ["keypair": ["name": "k"]]), key: "keypair")
             let flavor = try #require(try await s.named(Nova.flavors, "m1.tiny").first)
-            let image = try #require(try await s.list(Glance.images, query: [QueryItem("name", "oslab-image")]).collect().first)
+            let image = try #require(try await s.list(Glance.images, query: [QueryItem("name", "osmlab-image")]).collect().first)
             _ = try await s.json(APIRequest(ServiceType.compute, .POST, "/servers", body: ["server": [
                 "name": "vm", "flavorRef": .string(flavor.id), "imageRef": .string(image.id), "networks": [["uuid": .string(net.id)]],
             ]]), key: "server")

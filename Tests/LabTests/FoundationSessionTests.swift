@@ -42,7 +42,7 @@ import TestSupport
     }
 
     @Test func novaFlavorsPageByPage() async throws {
-        let session = try Lab.session(Lab.profile("oslab-src"))
+        let session = try Lab.session(Lab.profile("osmlab-src"))
         let all = try await session.list(Nova.flavors).collect()
         #expect(Set(all.map(\.name)).isSuperset(of: ["m1.tiny", "m1.small"]))
         session.requests.reset()
@@ -102,7 +102,7 @@ import TestSupport
     // MARK: catalog, versions, microversions
 
     @Test func microversionsAreNegotiatedAndSent() async throws {
-        let session = try Lab.session(Lab.profile("oslab-src"))
+        let session = try Lab.session(Lab.profile("osmlab-src"))
         let compute = try await session.endpoint("compute")
         #expect(compute.service == "compute")
         #expect(compute.url == "http://127.0.0.1:8774/v2.1")
@@ -124,7 +124,7 @@ import TestSupport
         #expect(try old.json()["flavors"]?.arrayValue?.first?["extra_specs"] == nil)
 
         // Asking for more than the service offers gets the service's maximum.
-        var p = try Lab.profile("oslab-src")
+        var p = try Lab.profile("osmlab-src")
         p.apiVersions = ["compute": "2.200", "block-storage": "3.0"]
         let capped = try Lab.session(p)
         #expect(try await capped.endpoint("compute").microversion == "2.93")
@@ -134,7 +134,7 @@ import TestSupport
     }
 
     @Test func regionInterfaceAndOverrides() async throws {
-        var wrongRegion = try Lab.profile("oslab-src")
+        var wrongRegion = try Lab.profile("osmlab-src")
         wrongRegion.regionName = "RegionTwo"
         let s1 = try Lab.session(wrongRegion)
         do {
@@ -142,12 +142,12 @@ import TestSupport
             Issue.record("found a compute endpoint in RegionTwo")
         } catch let e as OpenStackError {
             #expect(e.isNotFound)
-            #expect(e.description == "compute: no public endpoint for compute in region RegionTwo in the catalog of cloud 'oslab-src'")
+            #expect(e.description == "compute: no public endpoint for compute in region RegionTwo in the catalog of cloud 'osmlab-src'")
         }
         // Identity falls back on the auth URL.
         #expect(try await s1.endpoint("identity").url == "http://127.0.0.1:5000/v3")
 
-        var viaInternal = try Lab.profile("oslab-src")
+        var viaInternal = try Lab.profile("osmlab-src")
         viaInternal.interface = "internal"
         #expect(try await Lab.session(viaInternal).endpoint("network").url == "http://127.0.0.1:9696/v2.0")
         viaInternal.interface = "admin"
@@ -155,7 +155,7 @@ import TestSupport
         await #expect(throws: OpenStackError.self) { _ = try await adminIface.endpoint("network") }
 
         // An unversioned override is discovered like a catalog entry; a versioned one is taken as is.
-        var overridden = try Lab.profile("oslab-src")
+        var overridden = try Lab.profile("osmlab-src")
         overridden.endpointOverrides = ["image": "http://localhost:9292/", "network": "http://localhost:9696/v2.0"]
         let s2 = try Lab.session(overridden)
         #expect(try await s2.endpoint("image").url == "http://localhost:9292/v2")
@@ -166,7 +166,7 @@ import TestSupport
     // MARK: errors from the real services
 
     @Test func notFoundFromEveryService() async throws {
-        let session = try Lab.session(Lab.profile("oslab-src"))
+        let session = try Lab.session(Lab.profile("osmlab-src"))
         let id = randomUUID()
         func failure(_ body: () async throws -> Void) async -> OpenStackError? {
             do {

@@ -4,33 +4,6 @@ import OpenStack
 import Synchronization
 import TestSupport
 
-/// A directory under /tmp for one test; `remove()` it when done.
-struct FoundationTempDir: Sendable {
-    let path: String
-
-    static func make(_ tag: String = "lab") throws -> FoundationTempDir {
-        let p = NSTemporaryDirectory() + "osmt-\(tag)-" + Lab.randomHex(8)
-        try FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
-        return FoundationTempDir(path: p)
-    }
-
-    @discardableResult
-    func write(_ relative: String, _ text: String) throws -> String {
-        let full = path + "/" + relative
-        try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        try text.write(toFile: full, atomically: true, encoding: .utf8)
-        return full
-    }
-
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
-}
-
-func withFoundationTempDir<T>(_ tag: String = "lab", _ body: (FoundationTempDir) async throws -> T) async throws -> T {
-    let d = try FoundationTempDir.make(tag)
-    defer { d.remove() }
-    return try await body(d)
-}
-
 /// Collects everything logged through its loggers (every level, message and metadata).
 final class LogCapture: Sendable {
     private let lines = Mutex<[String]>([])

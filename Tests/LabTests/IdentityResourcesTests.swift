@@ -85,7 +85,7 @@ struct IdentityResourcesTests {
         try await AdminSweep.with(prefixes: [tag, "osmdst_" + tag]) {
             let admin = try Lab.admin()
             _ = try await seed(admin, tag: tag)
-            let env = try MigrationEnv("id", clouds: ["admin": try Lab.profile("oslab-admin")])
+            let env = try MigrationEnv("id", clouds: ["admin": try Lab.profile("osmlab-admin")])
             defer { env.remove() }
             let filters = ["--filter", "projects=/^\(tag)-/", "--filter", "users=/^\(tag)-/",
                            "--filter", "user-project-role-assignments=/^\(tag)-/"]
@@ -184,7 +184,7 @@ struct IdentityResourcesTests {
             try await admin.addFlavorAccess(flavor, project: gone.id)
             try await admin.addFlavorAccess(flavor, project: kept.id)
             try await admin.delete(Keystone.projects, gone.id)
-            let env = try MigrationEnv("iddang", clouds: ["admin": try Lab.profile("oslab-admin")])
+            let env = try MigrationEnv("iddang", clouds: ["admin": try Lab.profile("osmlab-admin")])
             defer { env.remove() }
             let exp = try await env.run(["export", "users", "flavors", "--src-cloud", "admin", "--filter", "users=/^\(tag)-/",
                                          "--filter", "flavors=/^\(tag)-/"])
@@ -201,7 +201,7 @@ struct IdentityResourcesTests {
         try await AdminSweep.with(prefixes: [tag, "osmdst_" + tag, "other-" + tag]) {
             let admin = try Lab.admin()
             _ = try await seed(admin, tag: tag)
-            let env = try MigrationEnv("idmap", clouds: ["admin": try Lab.profile("oslab-admin")])
+            let env = try MigrationEnv("idmap", clouds: ["admin": try Lab.profile("osmlab-admin")])
             defer { env.remove() }
             let exp = try await env.run(["export"] + Self.kinds + ["--src-cloud", "admin", "--filter", "projects=/^\(tag)-/",
                                                                     "--filter", "users=/^\(tag)-/", "--filter", "user-project-role-assignments=/^\(tag)-/"])

@@ -45,7 +45,7 @@ struct ImageMigrationTests {
                 let net = try await s.create(Neutron.networks, ["name": "img-net"])
                 _ = try await s.create(Neutron.subnets, ["name": "img-subnet", "network_id": .string(net.id), "ip_version": 4,
                                                          "cidr": "10.78.0.0/24"])
-                let base = try #require(try await s.list(Glance.images, query: [QueryItem("name", "oslab-image")]).collect().first)
+                let base = try #require(try await s.list(Glance.images, query: [QueryItem("name", "osmlab-image")]).collect().first)
                 let server = try await s.create(Nova.servers, ["name": "img-server", "imageRef": .string(base.id), "flavorRef": "1",
                                                                "networks": [["uuid": .string(net.id)]]])
                 _ = try await Waiter.wait("server", service: ServiceType.compute, timeout: 180, interval: 1, until: ["ACTIVE"],

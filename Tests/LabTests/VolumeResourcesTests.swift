@@ -36,7 +36,7 @@ struct VolumeResourcesTests {
                 let net = try await s.create(Neutron.networks, ["name": "vol-net"])
                 _ = try await s.create(Neutron.subnets, ["name": "vol-subnet", "network_id": .string(net.id), "ip_version": 4,
                                                          "cidr": "10.77.0.0/24"])
-                let image = try #require(try await s.list(Glance.images, query: [QueryItem("name", "oslab-image")]).collect().first)
+                let image = try #require(try await s.list(Glance.images, query: [QueryItem("name", "osmlab-image")]).collect().first)
                 let server = try await s.create(Nova.servers, ["name": "vol-server", "imageRef": .string(image.id), "flavorRef": "1",
                                                                "networks": [["uuid": .string(net.id)]]])
                 _ = try await Waiter.wait("server", service: ServiceType.compute, timeout: 180, interval: 1, until: ["ACTIVE"],

@@ -11,7 +11,6 @@ import TestSupport
 
 /// Seeding and checking servers for the workload migration tests.
 enum WorkloadLab {
-    static let oslab = ProcessInfo.processInfo.environment["OSLAB_DIR"] ?? "/work/shared/oslab"
 
     static func waitVolume(_ s: CloudSession, _ id: String, _ status: String = "available") async throws -> Volume {
         try await Waiter.wait("volume \(id)", service: "test", timeout: 300, until: [status],
@@ -76,7 +75,7 @@ enum WorkloadLab {
 
     /// The host path of a volume's current data (`volpath` follows snapshot overlays).
     static func volumePath(_ id: String) async throws -> String {
-        let r = try await run(oslab + "/volpath", [id])
+        let r = try await run(Lab.directory + "/volpath", [id])
         guard r.status == 0 else { throw TestFailure("volpath \(id): \(r.err)") }
         return r.out.trimmingCharacters(in: .whitespacesAndNewlines)
     }

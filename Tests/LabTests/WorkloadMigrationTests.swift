@@ -58,7 +58,7 @@ struct WorkloadMigrationTests {
                                                                     "port_range_max": 22])
                 let pub = try String(contentsOfFile: hosts.keyFile + ".pub", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
                 _ = try await s.createKeypair(name: "app-key", publicKey: pub, type: "ssh", userID: nil)
-                let image = try #require(try await s.named(Glance.images, "oslab-image").first).id
+                let image = try #require(try await s.named(Glance.images, "osmlab-image").first).id
                 let deploy = try await CLIRunner.run(["conversion-hosts", "deploy", "--vars", hosts.varsFile], timeout: 900)
                 try #require(deploy.exitCode == 0, "deploy failed: \(deploy.stderr)\(deploy.stdout)")
                 try await body(Env(src: src, dst: dst, hosts: hosts, s: s, d: d, network: net.id, image: image))

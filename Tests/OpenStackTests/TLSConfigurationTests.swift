@@ -1,6 +1,7 @@
 import Foundation
 import NIOSSL
 import Testing
+import TestSupport
 
 @testable import OpenStack
 

@@ -3,22 +3,29 @@ import Logging
 import OpenStack
 import Synchronization
 
-/// The OpenStack lab on this machine (`../shared/oslab`): its clouds.yaml, one HTTP transport
+/// The project's OpenStack lab on this machine (`lab/`, started by `lab/up`): its clouds.yaml, one HTTP transport
 /// for the whole test process, and sessions for its clouds.
 ///
 /// Lab tests never skip: when the lab is down, `profile(_:)` or the first request fails and
 /// says so.
 public enum Lab {
-    /// `$OSM_LAB_CLOUDS`, else `/var/lib/oslab/clouds.yaml`.
+    /// `$OSM_LAB_CLOUDS`, else `/var/lib/osmlab/clouds.yaml`.
     public static var cloudsPath: String {
         if let p = ProcessInfo.processInfo.environment["OSM_LAB_CLOUDS"], !p.isEmpty { return p }
-        return "/var/lib/oslab/clouds.yaml"
+        return "/var/lib/osmlab/clouds.yaml"
     }
+
+    /// The lab's scripts (`lab/` of this repository).
+    public static let directory: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/TestSupport/Lab.swift
+        return url.path + "/lab"
+    }()
 
     /// Keystone of the lab, as clouds.yaml says.
     public static let authURL = "http://127.0.0.1:5000/v3"
 
-    /// A cloud of the lab's clouds.yaml: "oslab-src", "oslab-dst", "oslab-admin".
+    /// A cloud of the lab's clouds.yaml: "osmlab-src", "osmlab-dst", "osmlab-admin".
     /// Only that file is read (not ./clouds.yaml, ~/.config/openstack, OS_* of the test process).
     public static func profile(_ cloud: String) throws -> CloudProfile {
         let path = cloudsPath
@@ -50,11 +57,11 @@ public enum Lab {
 
     /// The lab's admin (project admin, role admin): one session for the whole test process, so
     /// that its token is reused (every token costs Keystone a bcrypt check). Shared by tests
-    /// running in parallel: to count requests, make your own with `session(profile("oslab-admin"))`.
+    /// running in parallel: to count requests, make your own with `session(profile("osmlab-admin"))`.
     public static func admin() throws -> CloudSession {
         try adminSession.withLock { cached in
             if let s = cached { return s }
-            let s = try session(profile("oslab-admin"))
+            let s = try session(profile("osmlab-admin"))
             cached = s
             return s
         }

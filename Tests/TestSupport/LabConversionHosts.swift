@@ -13,7 +13,7 @@ import OpenStack
 ///
 /// - `os_migrate_<side>_conversion_host_ssh_address: 127.0.0.1`, `_ssh_port: <the sshd's port>`,
 ///   `_ssh_user: <the sshd's user, root in CI>`;
-/// - `_device_discovery: /var/lib/oslab/volumes/volume-{volume_id}`: an attached Cinder volume's
+/// - `_device_discovery: /var/lib/osmlab/volumes/volume-{volume_id}`: an attached Cinder volume's
 ///   data is its file on the lab host (see the lab README; a volume with snapshots is a qcow2
 ///   overlay there, so stage from a volume made from the snapshot);
 /// - `os_migrate_src_conversion_host_authorized_keys_file: <src sshd dir>/authorized_keys`, where
@@ -27,7 +27,7 @@ import OpenStack
 /// real cloud; nothing here bypasses host key checking.
 ///
 /// The vars file carries both tenants' credentials (`os_migrate_src_auth`, `os_migrate_dst_auth`;
-/// mode 0600, in a fresh temporary directory), flavor `m1.tiny`, image `oslab-image`, external
+/// mode 0600, in a fresh temporary directory), flavor `m1.tiny`, image `osmlab-image`, external
 /// network `public`. Keep the value alive for the test's duration (it owns the sshds), call
 /// `stop()` at the end.
 public final class LabConversionHosts: @unchecked Sendable {
@@ -43,7 +43,7 @@ public final class LabConversionHosts: @unchecked Sendable {
     /// `<dataDir>/conversion/known_hosts` (written by deploy).
     public var knownHostsFile: String { dataDir + "/conversion/known_hosts" }
     /// The lab's device discovery template.
-    public static let deviceTemplate = "/var/lib/oslab/volumes/volume-{volume_id}"
+    public static let deviceTemplate = "/var/lib/osmlab/volumes/volume-{volume_id}"
 
     /// Starts two sshds, makes the data dir and the key, writes the vars file. `extraVars` are
     /// appended as `key: value` lines (YAML), e.g. `["os_migrate_src_conversion_host_name": "x"]`.
@@ -71,7 +71,7 @@ public final class LabConversionHosts: @unchecked Sendable {
             var vars: [(String, String)] = [
                 ("os_migrate_data_dir", yamlQuote(dir)),
                 ("os_migrate_conversion_flavor_name", "m1.tiny"),
-                ("os_migrate_conversion_image_name", "oslab-image"),
+                ("os_migrate_conversion_image_name", "osmlab-image"),
                 ("os_migrate_src_conversion_external_network_name", "public"),
                 ("os_migrate_dst_conversion_external_network_name", "public"),
                 ("os_migrate_conversion_host_deploy_timeout", "600"),

@@ -207,7 +207,7 @@ struct ConversionHostDecisionTests {
 
     @Test("path templates and volume ids")
     func template() throws {
-        #expect(DeviceMatch.template("/var/lib/oslab/volumes/volume-{volume_id}", volumeID: "abc-1") == "/var/lib/oslab/volumes/volume-abc-1")
+        #expect(DeviceMatch.template("/var/lib/osmlab/volumes/volume-{volume_id}", volumeID: "abc-1") == "/var/lib/osmlab/volumes/volume-abc-1")
         #expect(throws: ConversionHostError.self) { try DeviceMatch.checkVolumeID("a b") }
         #expect(throws: ConversionHostError.self) { try DeviceMatch.checkVolumeID("../x") }
         try DeviceMatch.checkVolumeID("3f1c2a9e-5b7d-4e21-9c3a-0d4e5f6a7b8c")

@@ -19,7 +19,7 @@ if [ ! -x "$BIN" ]; then swift build --scratch-path .build-res --product os-migr
 WORK="$(mktemp -d /tmp/osm-bench-images.XXXXXX)"
 TAG="osmt-bench-$(head -c 3 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 PASS="P$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')-x"
-ADMIN=(env OS_CLIENT_CONFIG_FILE="$OSM_LAB_CLOUDS" openstack --os-cloud oslab-admin)
+ADMIN=(env OS_CLIENT_CONFIG_FILE="$OSM_LAB_CLOUDS" openstack --os-cloud osmlab-admin)
 export OS_CLIENT_CONFIG_FILE="$OSM_LAB_CLOUDS"
 
 cleanup() {

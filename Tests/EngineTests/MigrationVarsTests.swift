@@ -7,7 +7,7 @@ import TestSupport
 /// The Ansible os-migrate vars file and the precedence flags > vars file > environment.
 /// Pure: files in a temp dir, injected environment; no network. (Here rather than in
 /// OpenStackTests because MigrationVars and RunConfiguration live in Engine.)
-@Suite struct FoundationVarsTests {
+@Suite struct MigrationVarsTests {
     static let varsText = """
         os_migrate_data_dir: /var/tmp/osm-data
         keystone: http://127.0.0.1:5000
@@ -34,7 +34,7 @@ import TestSupport
         """
 
     @Test func readsBothSidesAndTemplates() throws {
-        try withTempDirSync { dir in
+        try withTempDir("vars") { dir in
             let ca = try dir.write("src-ca.pem", "not checked here\n")
             let path = try dir.write("os-migrate-vars.yml", Self.varsText.replacingOccurrences(of: "/etc/ssl/src-ca.pem", with: ca))
             let vars = try MigrationVars(path: path, environment: ["OSM_SRC_PW": "src-pass", "OSM_DST_SECRET": "dst-secret"])
@@ -63,7 +63,7 @@ import TestSupport
     }
 
     @Test func missingPasswordNamesTheVarsKey() throws {
-        try withTempDirSync { dir in
+        try withTempDir("vars") { dir in
             let path = try dir.write("v.yml", """
                 os_migrate_src_auth:
                   auth_url: http://127.0.0.1:5000/v3
@@ -78,7 +78,7 @@ import TestSupport
     }
 
     @Test func missingUsernameNamesTheVarsKeys() throws {
-        try withTempDirSync { dir in
+        try withTempDir("vars") { dir in
             let path = try dir.write("v.yml", """
                 os_migrate_dst_auth:
                   auth_url: http://127.0.0.1:5000/v3
@@ -92,14 +92,14 @@ import TestSupport
     }
 
     @Test func undefinedVariable() throws {
-        try withTempDirSync { dir in
+        try withTempDir("vars") { dir in
             let path = try dir.write("v.yml", "os_migrate_src_auth:\n  auth_url: \"{{ nowhere }}/v3\"\n")
             #expect(errorText { _ = try MigrationVars(path: path, environment: [:]) } == "vars file \(path): undefined variable 'nowhere'")
         }
     }
 
     @Test func unsupportedTemplating() throws {
-        try withTempDirSync { dir in
+        try withTempDir("vars") { dir in
             let path = try dir.write("v.yml", """
                 os_migrate_src_auth:
                   password: "{{ vault_pw | default('x') }}"
@@ -111,7 +111,7 @@ import TestSupport
     }
 
     @Test func selfReferenceAndOddFiles() throws {
-        try withTempDirSync { dir in
+        try withTempDir("vars") { dir in
             let loop = try dir.write("loop.yml", "a: \"{{ b }}\"\nb: \"{{ a }}\"\n")
             #expect(errorText { _ = try MigrationVars(path: loop, environment: [:]) } == "vars file \(loop): variable 'a' refers to itself")
             #expect(errorText { _ = try MigrationVars(path: dir.path + "/none.yml", environment: [:]) }
@@ -129,7 +129,7 @@ import TestSupport
 
     // MARK: precedence
 
-    func cloudsYaml(_ dir: FoundationTempDir) throws -> String {
+    func cloudsYaml(_ dir: TempDir) throws -> String {
         try dir.write("clouds.yaml", """
             clouds:
               flagged:
@@ -140,7 +140,7 @@ import TestSupport
     }
 
     @Test func flagsWinOverTheVarsFile() throws {
-        try withTempDirSync { dir in
+        try withTempDir("vars") { dir in
             let clouds = try cloudsYaml(dir)
             let vars = try dir.write("v.yml", Self.varsText.replacingOccurrences(of: "os_migrate_src_ca_cert: /etc/ssl/src-ca.pem\n", with: ""))
             let loader = CloudConfigLoader(environment: ["OS_CLIENT_CONFIG_FILE": clouds, "OSM_SRC_PW": "x", "OSM_DST_SECRET": "y"],
@@ -162,7 +162,7 @@ import TestSupport
     }
 
     @Test func theVarsFileWinsOverTheEnvironment() throws {
-        try withTempDirSync { dir in
+        try withTempDir("vars") { dir in
             let clouds = try cloudsYaml(dir)
             let vars = try dir.write("v.yml", Self.varsText.replacingOccurrences(of: "os_migrate_src_ca_cert: /etc/ssl/src-ca.pem\n", with: ""))
             let loader = CloudConfigLoader(environment: ["OS_CLIENT_CONFIG_FILE": clouds, "OS_CLOUD": "fromenv",
@@ -182,20 +182,5 @@ import TestSupport
                 == "no destination cloud: pass --dst-cloud NAME (a clouds.yaml entry) or --vars FILE with os_migrate_dst_auth")
             #expect(loader.defaultCloudName() == "fromenv")
         }
-    }
-}
-
-func withTempDirSync<T>(_ body: (FoundationTempDir) throws -> T) throws -> T {
-    let d = try FoundationTempDir.make("vars")
-    defer { d.remove() }
-    return try body(d)
-}
-
-func errorText(_ body: () throws -> Void) -> String? {
-    do {
-        try body()
-        return nil
-    } catch {
-        return "\(error)"
     }
 }
