@@ -138,11 +138,7 @@ public enum ReferenceCheck {
     public static func unresolved(_ files: [(KindFile, [(Int, ResourceRecord)])], resolver: ReferenceResolver,
                                   creatable: [(any ResourceKind.Type, [ResourceRecord])]) async throws -> [String]
     {
-        var created: Set<String> = []
-        for (kind, records) in creatable {
-            guard let t = kind.refType else { continue }
-            for r in records { if let n = r.name { created.insert("\(t.rawValue)\u{0}\(n)") } }
-        }
+        let planned = PlannedNames(creatable)
         var checks: [(String, FieldReference)] = []
         for (kf, records) in files {
             for (i, r) in records {
@@ -156,8 +152,7 @@ public enum ReferenceCheck {
         var problems: [String] = []
         for (place, f) in checks {
             let key = "\(f.type.rawValue)\u{0}\(f.ref.name)\u{0}\(f.ref.projectName ?? "")\u{0}\(f.ref.domainName ?? "")"
-            let inFiles = (f.ref.projectName == nil || f.ref.isAuthProject) && created.contains("\(f.type.rawValue)\u{0}\(f.ref.name)")
-            if inFiles { continue }
+            if planned.contains(f.type, f.ref) { continue }
             let verdict: String?
             if let v = verdicts[key] { verdict = v } else {
                 do {

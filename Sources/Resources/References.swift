@@ -305,3 +305,32 @@ public actor ReferenceResolver {
         return result
     }
 }
+
+/// What a dry run of several kinds would create before a later kind needs it: the names in the
+/// data files of the kinds imported in the same run. A reference to one of them counts as met
+/// (it is in the files), as validation counts it.
+public struct PlannedNames: Sendable {
+    private var keys: Set<String> = []
+
+    public init() {}
+
+    public init(_ creatable: [(any ResourceKind.Type, [ResourceRecord])]) {
+        for (kind, records) in creatable {
+            for r in records {
+                guard let n = r.name else { continue }
+                keys.insert(Self.key(kind.name, n))
+                if let t = kind.refType { keys.insert(Self.key(t.rawValue, n)) }
+            }
+        }
+    }
+
+    /// A reference of `type` to a resource in the files (of the project being imported into).
+    public func contains(_ type: RefType, _ ref: Reference) -> Bool {
+        (ref.projectName == nil || ref.isAuthProject) && keys.contains(Self.key(type.rawValue, ref.name))
+    }
+
+    /// A resource of the kind named `kind` (`keypairs`, …) called `name` is in the files.
+    public func contains(kind: String, name: String) -> Bool { keys.contains(Self.key(kind, name)) }
+
+    private static func key(_ a: String, _ b: String) -> String { a + "\u{0}" + b }
+}

@@ -10,17 +10,20 @@ enum Prerequisites {
     /// On a resumed run, what the interrupted run already made in the destination (volumes,
     /// ports, the server and the ports Nova made for it) counts as ours, not as a conflict.
     static func check(_ plan: WorkloadPlan, dst: CloudSession, resolver: ReferenceResolver, ledger: Ledger,
-                      hosts: ConversionHostPair?, resuming: Bool = false) async throws -> [String]
+                      hosts: ConversionHostPair?, resuming: Bool = false, planned: PlannedNames = PlannedNames()) async throws -> [String]
     {
         var problems: [String] = []
         func resolve(_ what: String, _ type: RefType, _ ref: Reference) async -> String? {
-            do { return try await resolver.resolve(type, ref) } catch { problems.append("\(what): \(error)") }
+            do { return try await resolver.resolve(type, ref) } catch {
+                // A dry run's earlier kinds would create it.
+                if !planned.contains(type, ref) { problems.append("\(what): \(error)") }
+            }
             return nil
         }
         var flavorID: String?
         flavorID = await resolve("flavor", .flavor, plan.flavor)
         if let image = plan.image { _ = await resolve("image", .image, image) }
-        if let key = plan.keyName, try await dst.keypair(key) == nil {
+        if let key = plan.keyName, !planned.contains(kind: "keypairs", name: key), try await dst.keypair(key) == nil {
             problems.append("keypair '\(key)' not found in the destination")
         }
         var groups = plan.securityGroups

@@ -25,6 +25,9 @@ public struct WorkloadMigrationOptions: Sendable {
     public var agentExecutable: String?
     /// Names of source servers that are conversion hosts (never migrated).
     public var conversionHostNames: Set<String> = []
+    /// In a dry run: what the same run's earlier kinds would create (a prerequisite among them
+    /// is met).
+    public var planned = PlannedNames()
 
     public init() {}
 }
@@ -127,7 +130,8 @@ public final class WorkloadMigrator: Sendable {
                     return result(name, .skipped, "source is \(source.status); only ACTIVE servers are stopped")
                 }
             }
-            let problems = try await Prerequisites.check(plan, dst: dst, resolver: resolver, ledger: ledger, hosts: hosts, resuming: resuming)
+            let problems = try await Prerequisites.check(plan, dst: dst, resolver: resolver, ledger: ledger, hosts: hosts, resuming: resuming,
+                                                         planned: options.dryRun ? options.planned : PlannedNames())
             if !problems.isEmpty {
                 let failure = "prerequisites not met in the destination: " + problems.joined(separator: "; ")
                 guard resuming, !options.dryRun else { return result(name, .failed, failure) }

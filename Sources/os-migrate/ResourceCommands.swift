@@ -113,8 +113,8 @@ struct ImportCommand: AsyncParsableCommand {
         try await CommandRunner.run(common) { transport in
             let config = try common.configuration()
             var selected = try KindSelection.resolve(kinds, dataDir: config.dataDir)
-            // `all` never starts VM migrations: workloads are imported when named.
-            if kinds.isEmpty || kinds.contains("all") { selected = selected.filter { $0.importedByEngine } }
+            // `all` is every data file, workloads.yml included: its VMs migrate after the resources
+            // they need (a running VM is skipped unless --stop-source).
             guard !selected.isEmpty else { throw ConfigError("\(config.dataDir): no data files to import") }
             let workloadKinds = selected.filter { !$0.importedByEngine }
             selected = selected.filter { $0.importedByEngine }
@@ -173,7 +173,8 @@ struct ImportCommand: AsyncParsableCommand {
             }
             for file in workloadFiles {
                 recap = recap + (try await WorkloadImport.run(file: file, config: config, transport: transport, options: workloads,
-                                                               names: names, filters: nameFilters, dryRun: dryRun, sink: sink))
+                                                               names: names, filters: nameFilters, dryRun: dryRun,
+                                                               planned: PlannedNames(files.map { ($0.kind, $0.file.records) }), sink: sink))
             }
             sink.recap(recap, requests: session.requests)
             return recap.failed == 0 ? 0 : 1

@@ -48,7 +48,8 @@ struct WorkloadImportOptions: ParsableArguments {
 /// `import workloads`: the per-VM state machine, through the conversion hosts.
 enum WorkloadImport {
     static func run(file: KindFile, config: RunConfiguration, transport: HTTPTransport, options: WorkloadImportOptions,
-                    names: NameMapping, filters: NameFilters, dryRun: Bool, sink: ConsoleSink) async throws -> Recap
+                    names: NameMapping, filters: NameFilters, dryRun: Bool, planned: PlannedNames = PlannedNames(),
+                    sink: ConsoleSink) async throws -> Recap
     {
         let problems = Validator.check([file])
         if !problems.isEmpty { throw ValidationFailure(problems) }
@@ -84,6 +85,7 @@ enum WorkloadImport {
         opts.timeout = options.timeout
         opts.names = names
         opts.conversionHostNames = [srcSettings.hostName]
+        opts.planned = planned
         let ledger = try Ledger(dataDir: config.dataDir)
         let migrator = WorkloadMigrator(src: src, dst: dst, hosts: hosts, ledger: ledger, options: opts, sink: sink)
         let results = try await migrator.run(records)
