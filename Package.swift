@@ -8,6 +8,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "os-migrate", targets: ["os-migrate"]),
+        .executable(name: "os-migrate-agent", targets: ["os-migrate-agent"]),
         .library(name: "OpenStack", targets: ["OpenStack"]),
         .library(name: "Resources", targets: ["Resources"]),
         .library(name: "Engine", targets: ["Engine"]),
@@ -75,10 +76,21 @@ let package = Package(
             ],
             swiftSettings: swift6
         ),
+        .target(
+            name: "DataPlaneCLI",
+            dependencies: ["DataPlane", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swift6
+        ),
+        .target(name: "AgentCompat"),
+        .executableTarget(
+            name: "os-migrate-agent",
+            dependencies: ["DataPlaneCLI", "AgentCompat", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swift6
+        ),
         .executableTarget(
             name: "os-migrate",
             dependencies: [
-                "OpenStack", "Resources", "Engine", "DataPlane", "Workloads",
+                "OpenStack", "Resources", "Engine", "DataPlane", "DataPlaneCLI", "Workloads",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

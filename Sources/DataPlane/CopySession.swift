@@ -81,7 +81,7 @@ final class CopySession: @unchecked Sendable {
         guard request.stallTimeout >= 0 && request.stallTimeout.isFinite else {
             throw DataPlaneError("the stall timeout must be 0 (none) or a number of seconds", kind: .usage)
         }
-        let exe = request.agentExecutable ?? currentExecutablePath()
+        let exe = request.agentExecutable ?? agentExecutablePath()
         if let dst = request.destination.endpoint {
             return try runRemote(dst, executable: exe)
         }

@@ -206,6 +206,17 @@ public func currentExecutablePath() -> String {
     (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
 }
 
+/// The binary the data plane runs on remote hosts (copied there when missing): `$OSM_AGENT_BINARY`,
+/// else `os-migrate-agent` beside this executable (the self-contained agent, see
+/// `scripts/build-agent`), else this executable itself.
+public func agentExecutablePath() -> String {
+    if let p = ProcessInfo.processInfo.environment["OSM_AGENT_BINARY"], !p.isEmpty { return p }
+    let me = currentExecutablePath()
+    let sibling = (me as NSString).deletingLastPathComponent + "/os-migrate-agent"
+    if sibling != me, FileManager.default.isExecutableFile(atPath: sibling) { return sibling }
+    return me
+}
+
 /// A copy that can be run on the calling thread (blocking) and cancelled from another.
 public final class CopySessionHandle: @unchecked Sendable {
     private let session: CopySession
@@ -220,6 +231,23 @@ public final class CopySessionHandle: @unchecked Sendable {
 
 /// Identity of this build of the agent.
 public enum AgentBuild {
+    /// The oldest glibc the self-contained agent (`scripts/build-agent`) runs on: Debian 11,
+    /// Ubuntu 20.04, RHEL/CentOS Stream 9 and later.
+    public static let minimumGlibc = (major: 2, minor: 31)
+
+    /// The glibc version in `ldd --version`'s first line (`ldd (Debian GLIBC 2.31-13) 2.31`).
+    public static func glibcVersion(lddLine: String) -> (major: Int, minor: Int)? {
+        guard let last = lddLine.split(separator: " ").last else { return nil }
+        let parts = last.split(separator: ".").prefix(2).compactMap { Int($0) }
+        return parts.count == 2 ? (parts[0], parts[1]) : nil
+    }
+
+    /// Is a host's glibc older than the agent's minimum?
+    public static func glibcTooOld(lddLine: String) -> Bool {
+        guard let v = glibcVersion(lddLine: lddLine) else { return false }
+        return (v.major, v.minor) < (minimumGlibc.major, minimumGlibc.minor)
+    }
+
     /// `<version>-<12 hex of SHA-256 of the executable>`: the name under which it is deployed.
     public static func id(executable: String = currentExecutablePath()) throws -> String {
         try RemoteAgent.buildID(executable: executable)

@@ -23,7 +23,7 @@ public enum RemoteAgentCheck {
     /// The remote command string that runs `os-migrate <arguments>` on the endpoint (for nesting
     /// in another ssh command, e.g. from a destination host to a source host).
     public static func remoteCommand(_ endpoint: SSHEndpoint, arguments: [String],
-                                     executable: String = currentExecutablePath()) throws -> String {
+                                     executable: String = agentExecutablePath()) throws -> String {
         let buildID = endpoint.remoteCommand == nil ? try RemoteAgent.buildID(executable: executable) : nil
         return RemoteAgent.command(endpoint, args: arguments, buildID: buildID)
     }
@@ -35,7 +35,7 @@ public enum RemoteAgentCheck {
     /// without it, a missing binary is a `.notFound` error. A binary that cannot run there (another
     /// architecture, an older glibc, missing libraries) is an `.other` error that says why; ssh
     /// failures are `.connect` errors.
-    public static func version(_ endpoint: SSHEndpoint, deploy: Bool = true, executable: String = currentExecutablePath(),
+    public static func version(_ endpoint: SSHEndpoint, deploy: Bool = true, executable: String = agentExecutablePath(),
                                timeout: Double = 120) throws -> RemoteAgentInfo {
         let buildID = endpoint.remoteCommand == nil ? try RemoteAgent.buildID(executable: executable) : nil
         var deployed = false

@@ -298,7 +298,7 @@ public enum ConversionHosts {
     /// there. Returns the version line. Retries connection failures for up to `timeout` seconds.
     public static func checkLink(_ pair: ConversionHostPair, timeout: Double = 60, executable: String? = nil) async throws -> String {
         let remote = try RemoteAgentCheck.remoteCommand(pair.link, arguments: ["agent", "version"],
-                                                        executable: executable ?? currentExecutablePath())
+                                                        executable: executable ?? agentExecutablePath())
         let command = (pair.link.sshArguments() + [remote]).map(shellQuote).joined(separator: " ")
         let deadline = ContinuousClock.now + .seconds(timeout)
         while true {
@@ -338,9 +338,10 @@ public enum ConversionHosts {
     /// `agent version` on the host (deploying this binary there when `deploy` and no agent path is set).
     public static func checkAgent(_ host: ConversionHost, deploy: Bool, executable: String? = nil) async throws -> RemoteAgentInfo {
         let endpoint = host.ssh
-        let exe = executable ?? currentExecutablePath()
+        let exe = executable ?? agentExecutablePath()
         let fix = host.ssh.remoteCommand == nil
-            ? "deploy a release build made for that host (`swift build -c release --static-swift-stdlib` on a matching architecture and glibc), "
+            ? "deploy the self-contained agent (`scripts/build-agent`, installed as os-migrate-agent beside os-migrate: "
+                + "x86_64 Linux with glibc \(AgentBuild.minimumGlibc.major).\(AgentBuild.minimumGlibc.minor) or later), "
                 + "or install os-migrate there and set os_migrate_\(host.side.rawValue)_conversion_host_agent_path"
             : "check os_migrate_\(host.side.rawValue)_conversion_host_agent_path"
         // Another architecture: say so before copying a binary that cannot run there.
@@ -369,8 +370,11 @@ public enum ConversionHosts {
             default:
                 var platform = ""
                 if let r = try? await host.run("uname -m; ldd --version 2>&1 | head -n 1", timeout: 30), r.status == 0 {
-                    platform = " (host: " + r.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
-                        .joined(separator: ", ") + ")"
+                    let lines = r.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                    platform = " (host: " + lines.joined(separator: ", ") + ")"
+                    if lines.count > 1, AgentBuild.glibcTooOld(lddLine: lines[1]) {
+                        platform += "; its glibc is older than the \(AgentBuild.minimumGlibc.major).\(AgentBuild.minimumGlibc.minor) the agent needs"
+                    }
                 }
                 throw ConversionHostError(.agent, "\(host.label): \(e.message)\(platform); \(fix)")
             }

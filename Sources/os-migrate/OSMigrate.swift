@@ -1,4 +1,5 @@
 import ArgumentParser
+import DataPlaneCLI
 
 @main
 struct OSMigrate: AsyncParsableCommand {

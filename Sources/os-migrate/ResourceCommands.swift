@@ -118,7 +118,9 @@ struct ImportCommand: AsyncParsableCommand {
             guard !selected.isEmpty else { throw ConfigError("\(config.dataDir): no data files to import") }
             let workloadKinds = selected.filter { !$0.importedByEngine }
             selected = selected.filter { $0.importedByEngine }
-            let workloadFiles = try KindSelection.load(workloadKinds, dataDir: config.dataDir)
+            let named = !(kinds.isEmpty || kinds.contains("all"))
+            // Under `all`, an empty workloads.yml (a tenant without servers) asks for nothing.
+            let workloadFiles = try KindSelection.load(workloadKinds, dataDir: config.dataDir).filter { named || !$0.file.records.isEmpty }
             let files = try KindSelection.load(selected, dataDir: config.dataDir)
             let nameFilters = try NameFilters(cli: filters.filter, vars: config.vars)
             var names = NameMapping()

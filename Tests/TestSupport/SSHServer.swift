@@ -55,8 +55,13 @@ public final class SSHServer: @unchecked Sendable {
         ["-p", String(port), "-i", identityFile] + sshOptionValues.flatMap { ["-o", $0] }
     }
 
-    /// Starts a server; throws when sshd is missing or does not come up.
-    public init() throws {
+    /// Lines appended to the generated `sshd_config` (e.g. a `ForceCommand`).
+    private let extraConfig: String
+
+    /// Starts a server; throws when sshd is missing or does not come up. `extraConfig` lines are
+    /// appended to its `sshd_config`.
+    public init(extraConfig: String = "") throws {
+        self.extraConfig = extraConfig
         guard let pw = getpwuid(geteuid()), let name = pw.pointee.pw_name else {
             throw StartError(description: "cannot determine the current user")
         }
@@ -189,7 +194,7 @@ public final class SSHServer: @unchecked Sendable {
             LogLevel ERROR
             PrintMotd no
 
-            """
+            """ + extraConfig
         try config.write(toFile: directory + "/sshd_config", atomically: true, encoding: .utf8)
     }
 

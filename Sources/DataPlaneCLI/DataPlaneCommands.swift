@@ -141,8 +141,9 @@ private func writeStderr(_ text: String) {
 }
 
 /// `os-migrate agent …`: the block-copy agent that runs on conversion hosts.
-struct AgentCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct AgentCommand: AsyncParsableCommand {
+    public init() {}
+    public static let configuration = CommandConfiguration(
         commandName: "agent",
         abstract: "Internal: the block-copy agent that runs on conversion hosts.",
         discussion: """
@@ -270,8 +271,9 @@ struct AgentCommand: AsyncParsableCommand {
 }
 
 /// `os-migrate copy SRC DST`: verified, sparse-aware block copy over SSH.
-struct CopyCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct CopyCommand: ParsableCommand {
+    public init() {}
+    public static let configuration = CommandConfiguration(
         commandName: "copy",
         abstract: "Copy a block device or file between hosts over SSH, verified.",
         discussion: """
@@ -318,7 +320,7 @@ struct CopyCommand: ParsableCommand {
         return r
     }
 
-    func run() throws {
+    public func run() throws {
         var request: CopyRequest
         do {
             request = try makeRequest()
