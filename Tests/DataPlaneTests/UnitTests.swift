@@ -332,4 +332,16 @@ struct UnitTests {
         guard case .error(let e)? = AgentEvent.parse(AgentEvent.line("error", DataPlaneError("x", kind: .tooSmall))) else { Issue.record("not error"); return }
         #expect(e.kind == .tooSmall)
     }
+
+    @Test("a host's glibc from `ldd --version`: older than 2.31 is too old for the agent")
+    func glibcMinimum() {
+        #expect(AgentBuild.glibcVersion(lddLine: "ldd (Debian GLIBC 2.31-13+deb11u11) 2.31")! == (2, 31))
+        #expect(AgentBuild.glibcVersion(lddLine: "ldd (GNU libc) 2.34")! == (2, 34))
+        #expect(AgentBuild.glibcVersion(lddLine: "musl libc (x86_64)") == nil)
+        #expect(AgentBuild.glibcTooOld(lddLine: "ldd (Ubuntu GLIBC 2.27-3ubuntu1.6) 2.27"))
+        #expect(AgentBuild.glibcTooOld(lddLine: "ldd (GNU libc) 2.17"))
+        #expect(!AgentBuild.glibcTooOld(lddLine: "ldd (Debian GLIBC 2.31-13+deb11u11) 2.31"))
+        #expect(!AgentBuild.glibcTooOld(lddLine: "ldd (GNU libc) 2.34"))
+        #expect(!AgentBuild.glibcTooOld(lddLine: "something else"))
+    }
 }
