@@ -67,6 +67,18 @@ public struct NameMapping: Sendable, Equatable {
             throw ConfigError("--map-name \(spec): cannot map names of '\(word)' (mappable: \(Self.mappable))")
         }
         guard !from.isEmpty, !to.isEmpty else { throw ConfigError("--map-name \(spec): empty name") }
+        guard to.count <= 255 else { throw ConfigError("--map-name \(word):\(from)=…: the new name has \(to.count) characters (at most 255)") }
+        guard !to.unicodeScalars.contains(where: { TerminalText.needsEscape($0.value) }) else {
+            throw ConfigError("--map-name \(TerminalText.escaped(spec)): the new name holds control characters")
+        }
+        let earlier: String? = switch target {
+        case .ref(let t): names[t]?[from]
+        case .volumeType: volumeTypes[from]
+        case .availabilityZone: availabilityZones[from]
+        }
+        if let earlier, earlier != to {
+            throw ConfigError("--map-name \(spec): '\(from)' is already mapped to '\(earlier)'")
+        }
         switch target {
         case .ref(let t):
             names[t, default: [:]][from] = to

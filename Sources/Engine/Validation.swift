@@ -75,6 +75,26 @@ public enum Validator {
         return errors
     }
 
+    /// Two resources that renames (`--map-name`, `--rename-prefix`) would import under one name:
+    /// the import would create one and then take the other for it (or make two of one name).
+    public static func collisions(_ files: [KindFile], names: NameMapping) -> [String] {
+        guard !names.isEmpty else { return [] }
+        var errors: [String] = []
+        var identities: [String: [(path: String, index: Int, name: String)]] = [:]
+        for kf in files {
+            for (i, record) in kf.file.records.enumerated() {
+                guard let id = kf.kind.importIdentity(names.apply(record, kind: kf.kind)) else { continue }
+                identities[id, default: []].append((kf.file.path, i, record.name ?? ""))
+            }
+        }
+        for (id, places) in identities.sorted(by: { $0.key < $1.key }) where places.count > 1 {
+            let to = id.split(separator: ":", maxSplits: 1).last.map(String.init) ?? id
+            let which = places.map { "resources[\($0.index)] '\($0.name)'" }.joined(separator: " and ")
+            errors.append("\(places[0].path): \(which) would both be imported as '\(to)' (after --map-name / --rename-prefix)")
+        }
+        return errors
+    }
+
     /// Conventional shapes: `*_ref` is a reference or null, `tags` a list of strings.
     static func shapeProblem(_ key: String, _ value: JSONValue) -> String? {
         if key.hasSuffix("_ref") {

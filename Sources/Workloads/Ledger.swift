@@ -152,6 +152,10 @@ public final class Ledger: Sendable {
             case released
             /// Part of the result (destination volumes, ports, server, floating IPs).
             case kept
+            /// About to be created (recorded before the call, with what identifies it): a kill
+            /// between the cloud's answer and the record leaves this, and the next run adopts
+            /// what matches it instead of making it twice or taking it for someone else's.
+            case intended
         }
         public var id: Int64?
         public var workload: String

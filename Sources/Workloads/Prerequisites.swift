@@ -34,8 +34,12 @@ enum Prerequisites {
         }
         // Our own ports (a resumed run) may hold the addresses already: recorded ones, and those
         // of the server the interrupted run created (Nova made them; its name is the workload's).
-        let recorded = try ledger.resources(plan.sourceID).filter { $0.state == .created || $0.state == .kept }
+        let all = try ledger.resources(plan.sourceID)
+        let recorded = all.filter { $0.state == .created || $0.state == .kept }
         var ours = Set(recorded.filter { $0.kind == "port" }.map(\.resourceID))
+        // Ports an interrupted run was creating (intent recorded, answer not): an unbound port with
+        // the planned MAC or fixed IP is that port, not a conflict; the ports step adopts it.
+        let intendedPorts = Set(all.filter { $0.kind == "port" && $0.state == .intended }.map(\.role))
         var servers = Set(recorded.filter { $0.kind == "server" }.map(\.resourceID))
         if resuming {
             for s in try await dst.named(Nova.servers, plan.name) { servers.insert(s.id) }
@@ -45,6 +49,15 @@ enum Prerequisites {
         }
         for (i, port) in plan.ports.enumerated() {
             guard let net = await resolve("ports[\(i)] network", .network, port.network) else { continue }
+            if intendedPorts.contains("dst-port:\(i)") {
+                let unbound = try await dst.list(Neutron.ports, query: [QueryItem("network_id", net)]).collect()
+                    .filter { ($0.deviceID ?? "").isEmpty }
+                for p in unbound where (port.macAddress != nil && p.macAddress == port.macAddress)
+                    || (port.macAddress == nil && p.fixedIPs?.contains { $0.ipAddress == port.fixedIPs.first?.ip } == true)
+                {
+                    ours.insert(p.id)
+                }
+            }
             for ip in port.fixedIPs {
                 if let s = ip.subnet { _ = await resolve("ports[\(i)] subnet", .subnet, s) }
                 let holders = try await dst.list(Neutron.ports, query: [QueryItem("network_id", net), QueryItem("fixed_ips", "ip_address=\(ip.ip)")])

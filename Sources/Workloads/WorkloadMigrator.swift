@@ -134,9 +134,10 @@ public final class WorkloadMigrator: Sendable {
                                                          planned: options.dryRun ? options.planned : PlannedNames())
             if !problems.isEmpty {
                 let failure = "prerequisites not met in the destination: " + problems.joined(separator: "; ")
-                guard resuming, !options.dryRun else { return result(name, .failed, failure) }
-                // An interrupted run left things behind: undo them, as a failure at any step does.
-                return await fail(name, failure, WorkloadRun(migrator: self, plan: plan, resolver: resolver))
+                // What an interrupted run made (copied and verified volumes too) is ours and stays:
+                // a conflict with someone else's resource is resolved by hand, then the run resumes.
+                return result(name, .failed, failure + (resuming ? "; the interrupted migration's work is kept: resolve this and run "
+                                                                    + "`os-migrate import workloads` again to finish it" : ""))
             }
             if options.dryRun {
                 let copies = plan.volumes.filter { $0.existingDestination == nil }
@@ -193,6 +194,14 @@ public final class WorkloadMigrator: Sendable {
         if ProcessInfo.processInfo.environment["OSM_FAIL_AT"] == step.rawValue {
             throw OpenStackError(kind: .waitFailed, service: "test", message: "injected failure at step \(step.rawValue) (OSM_FAIL_AT)")
         }
+    }
+
+    /// Test hook: `OSM_EXIT_INSIDE=<role>` ends the process at once right after the cloud answered
+    /// the create of that ledger role (`dst-port:0`, `dst-server`…; a trailing `*` matches a
+    /// prefix), before the ledger records it: the instant a kill is hardest to recover from.
+    static func injectedExit(inside role: String) {
+        guard let want = ProcessInfo.processInfo.environment["OSM_EXIT_INSIDE"], !want.isEmpty else { return }
+        if want == role || (want.hasSuffix("*") && role.hasPrefix(want.dropLast())) { exit(137) }
     }
 
     /// Test hooks: after a step did its work but before the ledger says so, `OSM_FAIL_AFTER=<step>`

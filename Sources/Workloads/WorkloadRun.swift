@@ -52,14 +52,17 @@ struct WorkloadRun: Sendable {
     func ensure(_ role: String, _ cloud: CloudSide, _ kind: String, detail: [String: String] = [:],
                 adopt: (() async throws -> String?)? = nil, create: () async throws -> String) async throws -> String
     {
-        if let r = try ledger.resource(id, role: role), r.state != .released { return r.resourceID }
+        if let r = try ledger.resource(id, role: role), r.state != .released, r.state != .intended { return r.resourceID }
         if let adopt, let found = try await adopt() {
             try ledger.record(id, cloud: cloud, kind: kind, role: role, id: found, detail: detail)
             return found
         }
+        // The intent first: what a kill after the cloud's answer leaves is found again as ours.
+        try ledger.record(id, cloud: cloud, kind: kind, role: role, id: "", detail: detail, state: .intended)
         let new: String
         do {
             new = try await create()
+            WorkloadMigrator.injectedExit(inside: role)
         } catch {
             // The request may have been applied and only its answer lost (a reset connection, a
             // timeout): what `adopt` finds now is ours, recorded instead of leaked.

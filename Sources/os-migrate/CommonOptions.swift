@@ -71,29 +71,37 @@ enum CommandRunner {
             await transport.shutdown()
             if let e = error as? ExitCode { throw e }
             if error is CleanExit { throw error }
-            printError(error)
+            printError(error, json: common.json)
             throw ExitCode.failure
         }
         await transport.shutdown()
         if code != 0 { throw ExitCode(code) }
     }
 
-    static func printError(_ error: any Error) {
+    /// One line per problem on stderr, escaped (a value from a file or a cloud cannot forge a
+    /// line or reach the terminal as control characters) and capped; with `--json` also one
+    /// `{"event":"error",…}` object per problem on stdout.
+    static func printError(_ error: any Error, json: Bool = false) {
+        let problems: [String]
         if let v = error as? ValidationFailure {
-            for p in v.problems { FileHandle.standardError.write(Data(("os-migrate: error: " + p + "\n").utf8)) }
-            if v.problems.count > 1 {
-                FileHandle.standardError.write(Data("os-migrate: \(v.problems.count) problems found; nothing was changed\n".utf8))
+            problems = v.problems
+        } else {
+            switch error {
+            case let e as ConfigError: problems = [e.description]
+            case let e as OpenStackError: problems = [e.description]
+            case let e as CustomStringConvertible: problems = [e.description]
+            default: problems = ["\(error)"]
             }
-            return
         }
-        let message: String
-        switch error {
-        case let e as ConfigError: message = e.description
-        case let e as OpenStackError: message = e.description
-        case let e as CustomStringConvertible: message = e.description
-        default: message = "\(error)"
+        for p in problems {
+            FileHandle.standardError.write(Data(("os-migrate: error: " + TerminalText.escaped(p, limit: 2000) + "\n").utf8))
+            if json {
+                FileHandle.standardOutput.write(Data((JSONValue.object(["event": "error", "message": .string(ConsoleSink.capped(p))]).jsonString() + "\n").utf8))
+            }
         }
-        FileHandle.standardError.write(Data(("os-migrate: error: " + message + "\n").utf8))
+        if problems.count > 1 {
+            FileHandle.standardError.write(Data("os-migrate: \(problems.count) problems found; nothing was changed\n".utf8))
+        }
     }
 }
 

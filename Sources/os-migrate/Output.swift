@@ -25,8 +25,8 @@ final class ConsoleSink: EventSink, Sendable {
 
     func item(_ r: ItemResult) {
         if json {
-            var o: JSONObject = ["event": "item", "kind": .string(r.kind), "name": .string(r.name),
-                                 "status": .string(r.status.rawValue), "message": .string(r.message)]
+            var o: JSONObject = ["event": "item", "kind": .string(r.kind), "name": .string(Self.capped(r.name)),
+                                 "status": .string(r.status.rawValue), "message": .string(Self.capped(r.message))]
             if let a = r.action { o["action"] = .string(a) }
             if !r.fields.isEmpty { o["fields"] = .array(r.fields.map(JSONValue.string)) }
             if !r.changes.isEmpty {
@@ -40,21 +40,22 @@ final class ConsoleSink: EventSink, Sendable {
         if !showItems && r.status != .failed { return }
         let status = r.status.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
         // Updates end with the values: `description: "a" → "b"` (cut short; never secrets).
-        let diff = r.changes.isEmpty ? "" : "  " + FieldChange.describe(r.changes)
-        write("\(status) \(r.kind): \(r.name)\(r.message.isEmpty ? "" : "  (\(r.message))")\(diff)")
+        let diff = r.changes.isEmpty ? "" : "  " + TerminalText.escaped(FieldChange.describe(r.changes), limit: 1000)
+        let message = r.message.isEmpty ? "" : "  (\(TerminalText.escaped(r.message, limit: 2000)))"
+        write("\(status) \(r.kind): \(TerminalText.escaped(r.name))\(message)\(diff)")
     }
 
     func note(_ message: String) {
         if json {
-            write(JSONValue.object(["event": "note", "message": .string(message)]).jsonString())
+            write(JSONValue.object(["event": "note", "message": .string(Self.capped(message))]).jsonString())
         } else {
-            write("== \(message)")
+            write("== \(TerminalText.escaped(message, limit: 2000))")
         }
     }
 
     func progress(_ e: ProgressEvent) {
         if json {
-            var o: JSONObject = ["event": "progress", "kind": .string(e.kind), "name": .string(e.name), "phase": .string(e.phase),
+            var o: JSONObject = ["event": "progress", "kind": .string(e.kind), "name": .string(Self.capped(e.name)), "phase": .string(e.phase),
                                  "done": .int(Int(e.done))]
             if let t = e.total { o["total"] = .int(Int(t)) }
             if let r = e.rate { o["rate"] = .int(Int(r)) }
@@ -77,7 +78,7 @@ final class ConsoleSink: EventSink, Sendable {
             if !due { return }
         }
         let mib = { (b: Int64) in String(format: "%.1f", Double(b) / 1_048_576) }
-        var line = "progress \(e.kind): \(e.name) \(e.phase) \(mib(e.done))"
+        var line = "progress \(e.kind): \(TerminalText.escaped(e.name)) \(e.phase) \(mib(e.done))"
         if let t = e.total, t > 0 { line += " of \(mib(t)) MiB (\(Int(Double(e.done) * 100 / Double(t)))%)" } else { line += " MiB" }
         if let r = e.rate { line += ", \(mib(Int64(r))) MiB/s" }
         write(line)
@@ -93,7 +94,7 @@ final class ConsoleSink: EventSink, Sendable {
     /// `vm1 /dev/sdb copy [#########.......] 45% 0.9/2.0 GiB 480 MB/s ETA 0:02`
     static func progressLine(_ e: ProgressEvent, width: Int) -> String {
         let gib = { (b: Int64) in String(format: "%.1f", Double(b) / 1_073_741_824) }
-        var line = "\(e.kind): \(e.name) \(e.phase)"
+        var line = "\(e.kind): \(TerminalText.escaped(e.name, limit: 60)) \(e.phase)"
         if let t = e.total, t > 0 {
             let fraction = min(1, Double(e.done) / Double(t))
             let filled = Int(fraction * Double(width))
@@ -111,6 +112,12 @@ final class ConsoleSink: EventSink, Sendable {
     }
 
     let isTerminal = isatty(STDOUT_FILENO) == 1
+
+    /// JSON escapes every control character itself: only the length is capped.
+    static func capped(_ s: String, limit: Int = 2000) -> String {
+        s.unicodeScalars.count <= limit ? s : String(String.UnicodeScalarView(s.unicodeScalars.prefix(limit)))
+            + "…(\(s.unicodeScalars.count - limit) more characters)"
+    }
 
     /// The last line: counts per status, and what it cost in API calls.
     func recap(_ recap: Recap, requests: RequestCounter? = nil) {
@@ -135,7 +142,7 @@ final class ConsoleSink: EventSink, Sendable {
                 "written": .bool(s.written),
             ]).jsonString())
         } else {
-            write("\(s.file): \(s.added) added, \(s.updated) updated, \(s.unchanged) unchanged, \(s.filtered) filtered out (\(s.total) in file)")
+            write("\(TerminalText.escaped(s.file, limit: 1000)): \(s.added) added, \(s.updated) updated, \(s.unchanged) unchanged, \(s.filtered) filtered out (\(s.total) in file)")
         }
     }
 }

@@ -13,18 +13,29 @@ struct ReportCommand: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
-        try await CommandRunner.run(common) { _ in
+        try await CommandRunner.run(common) { transport in
             let config = try common.configuration()
             let path = (config.dataDir as NSString).appendingPathComponent(Ledger.fileName)
             guard FileManager.default.fileExists(atPath: path) else {
                 throw ConfigError("\(path): no migration ledger yet (run `os-migrate import workloads` first)")
             }
             let ledger = try Ledger(dataDir: config.dataDir)
+            // With both clouds, what the ledger lists as left over is checked there (a kill can
+            // leave the ledger behind the cloud).
+            var clouds: (src: CloudSession, dst: CloudSession)?
+            if let src = config.src, let dst = config.dst {
+                clouds = (try CloudSession(profile: src, transport: transport), try CloudSession(profile: dst, transport: transport))
+            }
             var out: [JSONValue] = []
             let iso = ISO8601DateFormatter()
             for w in try ledger.workloads() {
                 let copies = try ledger.copies(w.sourceID)
-                let leftovers = try ledger.resources(w.sourceID, state: .created)
+                var leftovers: [Ledger.Resource] = []
+                var gone: [Ledger.Resource] = []
+                for r in try ledger.resources(w.sourceID, state: .created) {
+                    if let c = clouds, try await LedgerCheck.exists(r, src: c.src, dst: c.dst) == false { gone.append(r) } else { leftovers.append(r) }
+                }
+                let interrupted = try ledger.resources(w.sourceID, state: .intended)
                 var seconds: Double?
                 if let start = w.startedAt, let end = w.finishedAt { seconds = end.timeIntervalSince(start) }
                 var o: JSONObject = [
@@ -43,9 +54,13 @@ struct ReportCommand: AsyncParsableCommand {
                      "bytes_on_wire": .int(Int(c.bytesOnWire)), "seconds": .double(c.seconds),
                      "verified_at": .string(iso.string(from: c.verifiedAt))]
                 })
-                o["leftovers"] = .array(leftovers.map { r in
+                let entry = { (r: Ledger.Resource) -> JSONValue in
                     ["cloud": .string(r.cloud), "kind": .string(r.kind), "id": .string(r.resourceID), "role": .string(r.role)]
-                })
+                }
+                o["leftovers"] = .array(leftovers.map(entry))
+                o["already_gone"] = .array(gone.map(entry))
+                o["interrupted_creates"] = .array(interrupted.map(entry))
+                o["checked_in_clouds"] = .bool(clouds != nil)
                 out.append(.object(o))
             }
             if common.json {
@@ -66,9 +81,16 @@ struct ReportCommand: AsyncParsableCommand {
                     printLine("  \(c["device"]!.stringValue!): \(gib("size")) verified, \(gib("bytes_on_wire")) on the wire, \(gib("bytes_zero")) zero, "
                         + String(format: "%.1f s", c["seconds"]?.doubleValue ?? 0) + ", digest \(c["digest"]!.stringValue!)")
                 }
-                for l in w["leftovers"]?.arrayValue ?? [] {
-                    printLine("  to clean up: \(l["cloud"]!.stringValue!) \(l["kind"]!.stringValue!) \(l["id"]!.stringValue!) (\(l["role"]!.stringValue!))")
+                let text = { (l: JSONValue) in "\(l["cloud"]!.stringValue!) \(l["kind"]!.stringValue!) \(l["id"]!.stringValue!) (\(l["role"]!.stringValue!))" }
+                for l in w["leftovers"]?.arrayValue ?? [] { printLine("  to clean up: " + text(l)) }
+                for l in w["already_gone"]?.arrayValue ?? [] { printLine("  already gone from the cloud: " + text(l)) }
+                for l in w["interrupted_creates"]?.arrayValue ?? [] {
+                    printLine("  interrupted create: \(l["cloud"]!.stringValue!) \(l["kind"]!.stringValue!) (\(l["role"]!.stringValue!)): "
+                        + "the next run finds it or makes it")
                 }
+                let unfinished = w["state"]?.stringValue == "running" || !(w["leftovers"]?.arrayValue ?? []).isEmpty
+                    || !(w["interrupted_creates"]?.arrayValue ?? []).isEmpty
+                if unfinished { printLine("  to finish: run `os-migrate import workloads` again") }
             }
             return 0
         }

@@ -127,6 +127,8 @@ struct ImportCommand: AsyncParsableCommand {
             for m in mapName { try names.add(spec: m) }
             for p in renamePrefix { try names.add(prefixSpec: p, dataDir: config.dataDir) }
             try workloads.add(to: &names, vars: config.vars)
+            let collisions = Validator.collisions(files + workloadFiles, names: names)
+            if !collisions.isEmpty { throw ValidationFailure(collisions) }
             var resource = ImportOptions(dryRun: dryRun, keepUnlistedRules: keepUnlistedRules)
             resource.noData = noData
             if let dir = imageBlobsDir {

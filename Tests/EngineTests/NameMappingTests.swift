@@ -1,6 +1,7 @@
 import Foundation
 import OpenStack
 import Testing
+import TestSupport
 
 @testable import Engine
 @testable import Resources
@@ -203,5 +204,35 @@ struct KindHelperTests {
         #expect(Validator.check([own, others]) == [
             "/d/keypairs.yml: 'k:u:Default' is defined 2 times (keypairs.yml resources[0], users_keypairs.yml resources[0]); names must be unique per kind",
         ])
+    }
+
+    @Test("a name mapped twice to different names, a new name over 255 characters or with a newline: refused")
+    func conflictingMaps() throws {
+        var m = NameMapping()
+        try m.add(spec: "networks:a=b")
+        try m.add(spec: "networks:a=b")
+        #expect(errorText { try m.add(spec: "networks:a=c") } == "--map-name networks:a=c: 'a' is already mapped to 'b'")
+        #expect(errorText { try m.add(spec: "networks:x=" + String(repeating: "n", count: 256)) }
+            == "--map-name networks:x=…: the new name has 256 characters (at most 255)")
+        #expect(errorText { try m.add(spec: "networks:x=y\nok") } == "--map-name networks:x=y\\nok: the new name holds control characters")
+    }
+
+    @Test("two resources that renames would import under one name are a validation error")
+    func collisionsAfterMapping() throws {
+        let file = KindFile(kind: NetworkKind.self, file: ResourceFile(path: "/d/networks.yml", records: [
+            ResourceRecord(type: NetworkKind.typeName, params: ["name": "a"]),
+            ResourceRecord(type: NetworkKind.typeName, params: ["name": "b"]),
+        ]))
+        #expect(Validator.collisions([file], names: NameMapping()).isEmpty)
+        var m = NameMapping()
+        try m.add(spec: "networks:a=c")
+        #expect(Validator.collisions([file], names: m).isEmpty)
+        try m.add(spec: "networks:b=c")
+        #expect(Validator.collisions([file], names: m)
+            == ["/d/networks.yml: resources[0] 'a' and resources[1] 'b' would both be imported as 'c' (after --map-name / --rename-prefix)"])
+        var onto = NameMapping()
+        try onto.add(spec: "networks:a=b")
+        #expect(Validator.collisions([file], names: onto)
+            == ["/d/networks.yml: resources[0] 'a' and resources[1] 'b' would both be imported as 'b' (after --map-name / --rename-prefix)"])
     }
 }
