@@ -120,17 +120,19 @@ final class ConsoleSink: EventSink, Sendable {
     }
 
     /// The last line: counts per status, and what it cost in API calls.
-    func recap(_ recap: Recap, requests: RequestCounter? = nil) {
+    /// `requests`: the counters of every session the command used (both clouds).
+    func recap(_ recap: Recap, requests: [RequestCounter] = []) {
+        let calls = requests.reduce(0) { $0 + $1.total }, writes = requests.reduce(0) { $0 + $1.writes }
         if json {
             var o = recap.json["recap"]?.objectValue ?? [:]
             o["event"] = "recap"
-            if let requests {
-                o["api_calls"] = .int(requests.total)
-                o["api_writes"] = .int(requests.writes)
+            if !requests.isEmpty {
+                o["api_calls"] = .int(calls)
+                o["api_writes"] = .int(writes)
             }
             write(JSONValue.object(o).jsonString())
         } else {
-            write(recap.line + (requests.map { "  (\($0.total) API calls, \($0.writes) writes)" } ?? ""))
+            write(recap.line + (requests.isEmpty ? "" : "  (\(calls) API calls, \(writes) writes)"))
         }
     }
 

@@ -109,6 +109,10 @@ struct ImportCommand: AsyncParsableCommand {
     @OptionGroup var filters: FilterOptions
     @OptionGroup var common: CommonOptions
 
+    func validate() throws {
+        guard (1...64).contains(concurrency) else { throw ValidationError("--concurrency must be 1 to 64 (got \(concurrency))") }
+    }
+
     func run() async throws {
         try await CommandRunner.run(common) { transport in
             let config = try common.configuration()
@@ -170,17 +174,20 @@ struct ImportCommand: AsyncParsableCommand {
                 }
             }
             var recap = Recap()
+            var requests = [session.requests] + (resource.source.map { [$0.requests] } ?? [])
             if !files.isEmpty {
-                var options = Importer.Options(resource: resource, concurrency: max(1, concurrency))
+                var options = Importer.Options(resource: resource, concurrency: concurrency)
                 options.names = names
                 recap = try await Importer.run(files: files, session: session, options: options, filters: nameFilters, sink: sink)
             }
             for file in workloadFiles {
-                recap = recap + (try await WorkloadImport.run(file: file, config: config, transport: transport, options: workloads,
+                let (r, counters) = try await WorkloadImport.run(file: file, config: config, transport: transport, options: workloads,
                                                                names: names, filters: nameFilters, dryRun: dryRun,
-                                                               planned: PlannedNames(files.map { ($0.kind, $0.file.records) }), sink: sink))
+                                                               planned: PlannedNames(files.map { ($0.kind, $0.file.records) }), sink: sink)
+                recap = recap + r
+                requests += counters
             }
-            sink.recap(recap, requests: session.requests)
+            sink.recap(recap, requests: requests)
             return recap.failed == 0 ? 0 : 1
         }
     }

@@ -19,6 +19,12 @@ struct WorkloadImportOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Flavor mapping (repeatable).", valueName: "src=dst")) var mapFlavor: [String] = []
     @Option(name: .long, help: "Seconds to wait for each snapshot, volume, attachment and server.") var timeout: Double = 1800
 
+    func validate() throws {
+        guard (1...32).contains(parallel) else { throw ValidationError("--parallel must be 1 to 32 (got \(parallel))") }
+        guard (1...16).contains(copyParallel) else { throw ValidationError("--copy-parallel must be 1 to 16 (got \(copyParallel))") }
+        guard timeout.isFinite, timeout > 0 else { throw ValidationError("--timeout must be a positive number of seconds (got \(timeout))") }
+    }
+
     /// The mapping flags and the vars file's `os_migrate_*_map` dicts, as `--map-name` entries.
     func add(to names: inout NameMapping, vars: MigrationVars?) throws {
         let groups: [(flag: String, values: [String], kind: String, varsKey: String)] = [
@@ -49,7 +55,7 @@ struct WorkloadImportOptions: ParsableArguments {
 enum WorkloadImport {
     static func run(file: KindFile, config: RunConfiguration, transport: HTTPTransport, options: WorkloadImportOptions,
                     names: NameMapping, filters: NameFilters, dryRun: Bool, planned: PlannedNames = PlannedNames(),
-                    sink: ConsoleSink) async throws -> Recap
+                    sink: ConsoleSink) async throws -> (Recap, [RequestCounter])
     {
         let problems = Validator.check([file])
         if !problems.isEmpty { throw ValidationFailure(problems) }
@@ -89,6 +95,6 @@ enum WorkloadImport {
         let ledger = try Ledger(dataDir: config.dataDir)
         let migrator = WorkloadMigrator(src: src, dst: dst, hosts: hosts, ledger: ledger, options: opts, sink: sink)
         let results = try await migrator.run(records)
-        return Recap(skipped + results)
+        return (Recap(skipped + results), [src.requests, dst.requests])
     }
 }

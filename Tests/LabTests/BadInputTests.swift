@@ -112,6 +112,33 @@ struct BadInputTests {
         }
     }
 
+    @Test("names from a file cannot forge an output line or reach the terminal as control characters")
+    func forgedNames() async throws {
+        try await Self.tenant.run { dst in
+            let dir = try LabClouds.tempDir("forge")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let data = dir + "/data"
+            try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+            let name = "x\nok       networks: FAKE  (created)\u{1B}[2J\u{0}"
+            let yamlName = "\"x\\nok       networks: FAKE  (created)\\e[2J\\0\""
+            try Self.doc("- {type: openstack.network.Network, params: {name: \(yamlName)}}")
+                .write(toFile: data + "/networks.yml", atomically: true, encoding: .utf8)
+            let clouds = try LabClouds.write(["dst": dst.profile], in: dir)
+            let text = try await CLIRunner.run(["import", "networks", "--dst-cloud", "dst", "--data-dir", data, "--dry-run"],
+                                               env: ["OS_CLIENT_CONFIG_FILE": clouds])
+            #expect(text.exitCode == 0, "\(text.stderr)")
+            let lines = text.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            #expect(lines.contains("changed  networks: x\\nok       networks: FAKE  (created)\\u{1B}[2J\\u{0}  (would create)"), "\(text.stdout)")
+            #expect(!lines.contains { $0.hasPrefix("ok       networks: FAKE") })
+            #expect(!text.stdout.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0 })
+            let json = try await CLIRunner.run(["import", "networks", "--dst-cloud", "dst", "--data-dir", data, "--dry-run", "--json"],
+                                               env: ["OS_CLIENT_CONFIG_FILE": clouds])
+            let item = json.stdout.split(separator: "\n").compactMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+                .first { $0["event"]?.stringValue == "item" }
+            #expect(item?["name"]?.stringValue == name, "\(json.stdout)")
+        }
+    }
+
     /// Every network-side resource the tenant has, by id.
     static func inventory(_ s: CloudSession) async throws -> [String] {
         let pid = try await s.currentProjectID
