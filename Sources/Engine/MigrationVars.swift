@@ -15,8 +15,8 @@ public struct MigrationVars: Sendable {
             throw ConfigError("vars file \(path): file not found")
         }
         let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigError("vars file \(path): cannot be read")
+        do { text = try YAMLValue.readFile(path) } catch {
+            throw ConfigError("vars file \(path): \(error)")
         }
         let doc: JSONValue?
         do { doc = try YAMLValue.parse(text) } catch {

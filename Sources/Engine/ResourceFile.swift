@@ -19,8 +19,8 @@ public struct ResourceFile: Sendable {
     /// Read and check the file's structure. Every problem is one line naming the file.
     public static func load(_ path: String) throws -> ResourceFile {
         let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw DataFileError(path, "cannot be read")
+        do { text = try YAMLValue.readFile(path) } catch {
+            throw DataFileError(path, "\(error)")
         }
         let doc: JSONValue?
         do { doc = try YAMLValue.parse(text) } catch {

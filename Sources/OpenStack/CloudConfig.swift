@@ -232,9 +232,9 @@ public struct CloudConfigLoader: Sendable {
     func readClouds(_ path: String) throws -> JSONObject {
         let text: String
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
+            text = try YAMLValue.readFile(path)
         } catch {
-            throw ConfigError("clouds.yaml \(path): cannot be read")
+            throw ConfigError("clouds.yaml \(path): \(error)")
         }
         let doc: JSONValue?
         do {

@@ -16,8 +16,12 @@ public enum YAMLValue {
             throw ParseError(description: Self.describe(e))
         }
         guard let node else { return nil }
-        return try json(from: node)
+        // Aliases share what they point at; expanded, ten anchors of ten aliases are 10^10
+        // values. A document may expand to a few values per byte of its text, no more.
+        var budget = text.utf8.count * 4 + 10_000
+        return try json(from: node, budget: &budget)
     }
+
 
     static func describe(_ e: YamlError) -> String {
         // Yams' descriptions span several lines (with the offending line echoed); keep the first.
@@ -27,6 +31,15 @@ public enum YAMLValue {
     }
 
     public static func json(from node: Node) throws -> JSONValue {
+        var budget = Int.max
+        return try json(from: node, budget: &budget)
+    }
+
+    static func json(from node: Node, budget: inout Int) throws -> JSONValue {
+        budget -= 1
+        if budget < 0 {
+            throw ParseError(description: "the YAML expands to too many values (aliases repeated within aliases?): refused")
+        }
         switch node {
         case .scalar(let s):
             if s.style == .singleQuoted || s.style == .doubleQuoted || s.style == .literal || s.style == .folded {
@@ -45,13 +58,60 @@ public enum YAMLValue {
                 guard let key = k.string else {
                     throw ParseError(description: "malformed YAML: a mapping key is not a string")
                 }
-                o[key] = try json(from: v)
+                o[key] = try json(from: v, budget: &budget)
             }
             return .object(o)
         case .sequence(let seq):
-            return .array(try seq.map { try json(from: $0) })
+            var a: [JSONValue] = []
+            a.reserveCapacity(seq.count)
+            for v in seq { a.append(try json(from: v, budget: &budget)) }
+            return .array(a)
         case .alias:
             throw ParseError(description: "malformed YAML: aliases are not supported")
         }
+    }
+}
+
+extension YAMLValue {
+    /// Data files, vars files and clouds.yaml larger than this are refused (the largest tenant
+    /// export seen is a few MiB).
+    public static let maximumFileBytes = 64 << 20
+
+    /// Why a file could not be read, in words a user can act on (without the path: callers name
+    /// the file their way).
+    public struct ReadError: Error, CustomStringConvertible, Sendable {
+        public var description: String
+    }
+
+    /// The text of a YAML (or JSON) file: a regular file, at most `maximumFileBytes`, UTF-8.
+    public static func readFile(_ path: String) throws -> String {
+        var st = stat()
+        if lstat(path, &st) != 0 || ((st.st_mode & S_IFMT) == S_IFLNK && stat(path, &st) != 0) {
+            let e = errno
+            switch e {
+            case ENOENT: throw ReadError(description: "file not found")
+            case EACCES: throw ReadError(description: "cannot be read: permission denied")
+            case ELOOP: throw ReadError(description: "cannot be read: a symbolic link that loops")
+            default: throw ReadError(description: "cannot be read: \(String(cString: strerror(e)))")
+            }
+        }
+        if (st.st_mode & S_IFMT) == S_IFDIR { throw ReadError(description: "is a directory, not a file") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw ReadError(description: "is not a regular file") }
+        guard Int(st.st_size) <= maximumFileBytes else {
+            throw ReadError(description: "is \(Int(st.st_size) >> 20) MiB: files over \(maximumFileBytes >> 20) MiB are refused")
+        }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw ReadError(description: access(path, R_OK) != 0 && errno == EACCES ? "cannot be read: permission denied" : "cannot be read")
+        }
+        defer { try? handle.close() }
+        let data = (try? handle.read(upToCount: maximumFileBytes + 1)) ?? Data()
+        guard data.count <= maximumFileBytes else { throw ReadError(description: "is over \(maximumFileBytes >> 20) MiB: refused") }
+        if data.starts(with: [0xFF, 0xFE]) || data.starts(with: [0xFE, 0xFF]) {
+            throw ReadError(description: "is UTF-16 text: save it as UTF-8")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ReadError(description: "is not UTF-8 text (Latin-1 or another encoding?): save it as UTF-8")
+        }
+        return text.hasPrefix("\u{FEFF}") ? String(text.dropFirst()) : text
     }
 }

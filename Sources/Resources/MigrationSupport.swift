@@ -62,8 +62,8 @@ public struct UserPasswords: Sendable, CustomStringConvertible, CustomDebugStrin
     /// Read a YAML or JSON mapping of user name to password. Errors name the file, never a value.
     public static func load(_ path: String) throws -> UserPasswords {
         let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigError("--user-password-file \(path): cannot be read")
+        do { text = try YAMLValue.readFile(path) } catch {
+            throw ConfigError("--user-password-file \(path): \(error)")
         }
         let doc: JSONValue?
         do { doc = try YAMLValue.parse(text) } catch {
