@@ -401,7 +401,9 @@ struct ConversionHostSSHTests {
         } catch let e as ConversionHostError {
             #expect(e.kind == .agent)
             #expect(e.message.hasPrefix("conversion host os_migrate_conv_src (127.0.0.1:\(server.port)): the os-migrate agent cannot run there: "
-                + "this binary is built for aarch64, the host is x86_64; deploy a release build made for that host"), "\(e.message)")
+                + "this binary is built for aarch64, the host is x86_64; deploy the self-contained agent (`scripts/build-agent`, "
+                + "installed as os-migrate-agent beside os-migrate: x86_64 Linux with glibc 2.31 or later), "
+                + "or install os-migrate there and set os_migrate_src_conversion_host_agent_path"), "\(e.message)")
         }
         // An agent path that cannot run: its own words, and the variable to check.
         var broken = host
