@@ -5,7 +5,6 @@ let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 
 let package = Package(
     name: "os-migrate",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "os-migrate", targets: ["os-migrate"]),
         .executable(name: "os-migrate-agent", targets: ["os-migrate-agent"]),
@@ -45,7 +44,7 @@ let package = Package(
         ),
         .target(
             name: "Resources",
-            dependencies: ["OpenStack", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["OpenStack", .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams")],
             swiftSettings: swift6
         ),
         .target(
@@ -59,11 +58,7 @@ let package = Package(
         ),
         .target(
             name: "DataPlane",
-            dependencies: [
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Subprocess", package: "swift-subprocess"),
-            ],
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swift6
         ),
         .target(

@@ -1,5 +1,4 @@
 import DataPlane
-import Engine
 import Foundation
 import OpenStack
 import Resources

@@ -1,5 +1,4 @@
 import DataPlane
-import Engine
 import Foundation
 import OpenStack
 import Resources
@@ -47,12 +46,19 @@ struct WorkloadRun: Sendable {
 
     // MARK: ledger helpers
 
+    /// What the ledger holds under `role` once it exists (not an intent whose create was
+    /// interrupted, not something released).
+    func recorded(_ role: String) throws -> Ledger.Resource? {
+        guard let r = try ledger.resource(id, role: role), r.state != .intended, r.state != .released else { return nil }
+        return r
+    }
+
     /// The resource recorded under `role`, or the one `create` makes (recorded at once). `adopt`
     /// finds one an interrupted run created but could not record.
     func ensure(_ role: String, _ cloud: CloudSide, _ kind: String, detail: [String: String] = [:],
                 adopt: (() async throws -> String?)? = nil, create: () async throws -> String) async throws -> String
     {
-        if let r = try ledger.resource(id, role: role), r.state != .released, r.state != .intended { return r.resourceID }
+        if let r = try recorded(role) { return r.resourceID }
         if let adopt, let found = try await adopt() {
             try ledger.record(id, cloud: cloud, kind: kind, role: role, id: found, detail: detail)
             return found
@@ -98,7 +104,7 @@ struct WorkloadRun: Sendable {
         switch v.staging {
         case .detach: return v.sourceID ?? ""
         case .snapshot, .serverImage:
-            guard let r = try ledger.resource(id, role: "staged-volume:boot") else {
+            guard let r = try recorded("staged-volume:boot") else {
                 throw OpenStackError(kind: .notFound, service: "ledger", message: "the staged boot volume of \(plan.name) is not recorded")
             }
             return r.resourceID
@@ -213,7 +219,7 @@ struct WorkloadRun: Sendable {
                                                   "owner_id", "owner_project_name", "owner_user_name", "user_id", "boot_roles"]
 
     func destinationVolume(_ index: Int) throws -> String {
-        guard let r = try ledger.resource(id, role: "dst-volume:\(index)") else {
+        guard let r = try recorded("dst-volume:\(index)") else {
             throw OpenStackError(kind: .notFound, service: "ledger", message: "destination volume \(index) of \(plan.name) is not recorded")
         }
         return r.resourceID
@@ -232,8 +238,8 @@ struct WorkloadRun: Sendable {
             let target = try destinationVolume(i)
             let device = v.device.isEmpty ? "volume\(i)" : v.device
             if done.contains("\(device)\u{0}\(target)") { continue }
-            guard let sp = try ledger.resource(id, role: "src-attach:\(staged)")?.details["path"],
-                  let dp = try ledger.resource(id, role: "dst-attach:\(target)")?.details["path"]
+            guard let sp = try recorded("src-attach:\(staged)")?.details["path"],
+                  let dp = try recorded("dst-attach:\(target)")?.details["path"]
             else { throw OpenStackError(kind: .notFound, service: "ledger", message: "attachment paths of \(plan.name) \(device) are not recorded") }
             jobs.append((device, staged, sp, target, dp))
         }
@@ -380,7 +386,7 @@ struct WorkloadRun: Sendable {
         switch plan.portMode {
         case .neutron:
             for i in plan.ports.indices {
-                guard let p = try ledger.resource(id, role: "dst-port:\(i)") else { continue }
+                guard let p = try recorded("dst-port:\(i)") else { continue }
                 networks.append(["port": .string(p.resourceID)])
             }
         case .nova:
@@ -424,7 +430,7 @@ struct WorkloadRun: Sendable {
         }
         for (i, f) in plan.floatingIPs.enumerated() {
             let role = "dst-fip:\(i)"
-            if try ledger.resource(id, role: role) != nil { continue }
+            if try recorded(role) != nil { continue }
             let holding = ports.first { p in (p.fixedIPs ?? []).contains { $0.ipAddress == f.fixedIP } }
             guard let port = holding ?? ports.first else {
                 throw OpenStackError(kind: .notFound, service: ServiceType.network, message: "no destination port for floating IP \(f.address ?? "?")")

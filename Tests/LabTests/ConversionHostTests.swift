@@ -66,7 +66,7 @@ struct ConversionHostTests {
 
     func settings(_ side: CloudSide, _ lab: LabConversionHosts) throws -> ConversionHostSettings {
         var s = try ConversionHostSettings.load(side: side, vars: MigrationVars(path: lab.varsFile), dataDir: lab.dataDir)
-        s.agentExecutable = CLIRunner.binaryPath
+        s.agentExecutable = CLIRunner.agentPath
         return s
     }
 
@@ -141,7 +141,7 @@ struct ConversionHostTests {
         let pair = try await ConversionHosts.pair(src: srcSettings, srcSession: srcSession, dst: dstSettings, dstSession: dstSession)
         #expect(pair.src.address == "127.0.0.1" && pair.src.ssh.port == lab.src.port)
         #expect(pair.link.host == "127.0.0.1" && pair.link.port == lab.src.port)
-        let version = try await ConversionHosts.checkLink(pair, executable: CLIRunner.binaryPath)
+        let version = try await ConversionHosts.checkLink(pair, executable: CLIRunner.agentPath)
         #expect(version.hasPrefix("os-migrate-agent "))
         // And by hand on the destination host, the way the data plane's receiver will: plain ssh with the link endpoint.
         let byHand = try await pair.dst.run((pair.link.sshArguments() + ["echo linked"]).map(shellQuote).joined(separator: " "))

@@ -33,6 +33,11 @@ public struct CLIRunner {
         return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("os-migrate").path
     }
 
+    /// The agent the CLI deploys to conversion hosts: `os-migrate-agent` beside the binary.
+    public static var agentPath: String {
+        URL(fileURLWithPath: binaryPath).deletingLastPathComponent().appendingPathComponent("os-migrate-agent").path
+    }
+
     public static func run(_ args: [String], env: [String: String] = [:], stdin: String? = nil, timeout: Double = 300,
                            workingDirectory: String? = nil) async throws -> (exitCode: Int32, stdout: String, stderr: String)
     {
