@@ -53,15 +53,22 @@ public enum Validator {
                     }
                     if v.isNull { errors.append("\(at): params.\(p) is null") }
                 }
+                var checked: Set<String> = []
                 if kind.isNamed {
                     if let n = record.params["name"], n.stringValue == nil, !n.isNull {
                         errors.append("\(at): params.name is not a string")
+                        checked.insert("name")
                     } else if record.params["name"] != nil, (record.name ?? "").isEmpty {
                         errors.append("\(at): params.name is empty")
+                        checked.insert("name")
                     }
                 }
-                for (key, value) in record.params.sorted(by: { $0.key < $1.key }) {
-                    if let problem = shapeProblem(key, value) { errors.append("\(at): params.\(key) \(problem)") }
+                for (key, value) in record.params.sorted(by: { $0.key < $1.key }) where !checked.contains(key) {
+                    if let problem = shapeProblem(key, value) {
+                        errors.append("\(at): params.\(key) \(problem)")
+                    } else if let rule = kind.valueRules[key] ?? ValueRule.byName(key, named: kind.isNamed), let problem = rule.problem(value) {
+                        errors.append("\(at): params.\(key) \(problem)")
+                    }
                 }
                 errors += kind.validate(record).map { "\(at): \($0)" }
                 if let id = kind.importIdentity(record) { identities[id, default: []].append((path, i)) }

@@ -41,6 +41,9 @@ public protocol ResourceKind: Sendable {
 
     /// Record-level checks beyond required params (one message per problem, naming the field).
     static func validate(_ record: ResourceRecord) -> [String]
+    /// The type and range of params, checked in validation before anything is written (beyond
+    /// the rules every kind follows by param name: `ValueRule.byName`).
+    static var valueRules: [String: ValueRule] { get }
 
     /// Look the record up in the destination and decide what to do.
     static func plan(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> ImportStep
@@ -79,6 +82,7 @@ extension ResourceKind {
     public static func afterExport(_ records: [ResourceRecord], _ ctx: ExportContext) async -> [ItemResult] { [] }
     public static func references(_ record: ResourceRecord) -> [FieldReference] { [] }
     public static func validate(_ record: ResourceRecord) -> [String] { [] }
+    public static var valueRules: [String: ValueRule] { [:] }
     public static func finish(_ records: [ResourceRecord], _ ctx: ImportContext) async -> [ItemResult] { [] }
     public static func label(_ record: ResourceRecord) -> String { record.name ?? record.id ?? "?" }
     public static func importIdentity(_ record: ResourceRecord) -> String? {

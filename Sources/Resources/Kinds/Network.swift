@@ -11,6 +11,12 @@ public enum NetworkKind: NeutronKind {
     public static let singular = "network"
     public static let plural = "networks"
 
+    public static let valueRules: [String: ValueRule] = [
+        "mtu": .int(68...65535), "dns_domain": .string(max: 255, line: true),
+        "availability_zone_hints": .list(.name, max: 100), "provider_segmentation_id": .int(0...16_777_215),
+        "provider_network_type": .string(max: 255, line: true), "provider_physical_network": .string(max: 255, line: true),
+    ]
+
     public static let fieldMap = FieldMap([
         .list("availability_zone_hints", create: .skipFalsey, update: .immutable),
         Field("description"),

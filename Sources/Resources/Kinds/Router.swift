@@ -17,6 +17,10 @@ public enum RouterKind: NeutronKind {
     public static let plural = "routers"
     static let gateway = "external_gateway_refinfo"
 
+    public static let valueRules: [String: ValueRule] = [
+        "routes": .routes, "availability_zone_hints": .list(.name, max: 100),
+    ]
+
     public static let fieldMap = FieldMap([
         .list("availability_zone_hints", create: .skipFalsey, update: .immutable),
         Field("description"),

@@ -44,6 +44,9 @@ public enum RouterInterfaceKind: ResourceKind {
         var out: [String] = []
         for (i, ip) in ips.enumerated() {
             if ip["ip_address"]?.stringValue == nil { out.append("params.fixed_ips_refs[\(i)].ip_address is missing") }
+            else if let a = ip["ip_address"]?.stringValue, IPAddress(a) == nil {
+                out.append("params.fixed_ips_refs[\(i)].ip_address is not an IP address: \(ValueRule.show(.string(a)))")
+            }
             if Reference(ip["subnet_ref"]) == nil { out.append("params.fixed_ips_refs[\(i)].subnet_ref is missing") }
         }
         return out

@@ -52,13 +52,37 @@ public enum SecurityGroupRuleKind: ResourceKind {
         return parts.joined(separator: " ")
     }
 
+    public static let valueRules: [String: ValueRule] = [
+        "direction": .oneOf(["ingress", "egress"]), "ether_type": .oneOf(["IPv4", "IPv6"]),
+        "port_range_min": .int(0...65535), "port_range_max": .int(0...65535), "remote_ip_prefix": .cidr,
+    ]
+
+    /// Protocol names Neutron takes (or a number 0 to 255).
+    static let protocols = ["ah", "dccp", "egp", "esp", "gre", "hopopt", "icmp", "igmp", "ipip", "ipv6-encap", "ipv6-frag",
+                            "ipv6-icmp", "icmpv6", "ipv6-nonxt", "ipv6-opts", "ipv6-route", "ospf", "pgm", "rsvp", "sctp",
+                            "tcp", "udp", "udplite", "vrrp", "any"]
+
     public static func validate(_ record: ResourceRecord) -> [String] {
         var out: [String] = []
-        if let d = record.params["direction"]?.stringValue, !["ingress", "egress"].contains(d) {
-            out.append("params.direction '\(d)' is not ingress or egress")
+        let proto = record.params["protocol"] ?? .null
+        if !proto.isNull {
+            let ok = proto.stringValue.map { protocols.contains($0.lowercased()) || (Int($0).map { (0...255).contains($0) } ?? false) }
+                ?? proto.intValue.map { (0...255).contains($0) } ?? false
+            if !ok { out.append("params.protocol \(proto.jsonString()) is not a protocol name (tcp, udp, icmp…) or number 0 to 255") }
         }
-        if let e = record.params["ether_type"]?.stringValue, !["IPv4", "IPv6"].contains(e) {
-            out.append("params.ether_type '\(e)' is not IPv4 or IPv6")
+        let icmp = ["icmp", "ipv6-icmp", "icmpv6", "1", "58"].contains(proto.stringValue?.lowercased() ?? "")
+        if icmp {
+            for key in ["port_range_min", "port_range_max"] {
+                if let v = record.params[key]?.intValue, v > 255 { out.append("params.\(key) \(v) is not an ICMP type or code (0 to 255)") }
+            }
+        }
+        if let prefix = record.params["remote_ip_prefix"]?.stringValue, Reference(record.params["remote_group_ref"]) != nil {
+            out.append("params.remote_ip_prefix \(prefix) and params.remote_group_ref are both set (a rule has one remote)")
+        }
+        if let prefix = record.params["remote_ip_prefix"]?.stringValue, let cidr = CIDR(prefix),
+           let e = record.params["ether_type"]?.stringValue, ["IPv4", "IPv6"].contains(e), cidr.address.isV4 != (e == "IPv4")
+        {
+            out.append("params.remote_ip_prefix \(prefix) is not an \(e) network (params.ether_type)")
         }
         if let lo = record.params["port_range_min"]?.intValue, let hi = record.params["port_range_max"]?.intValue, lo > hi,
            !["icmp", "ipv6-icmp", "icmpv6", "1", "58"].contains(record.params["protocol"]?.stringValue ?? "")

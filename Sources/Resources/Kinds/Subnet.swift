@@ -15,6 +15,37 @@ public enum SubnetKind: NeutronKind {
     public static let singular = "subnet"
     public static let plural = "subnets"
 
+    public static let valueRules: [String: ValueRule] = [
+        "cidr": .cidr, "ip_version": .intIn([4, 6]), "gateway_ip": .ipAddress,
+        "dns_nameservers": .list(.ipAddress, max: 100),
+        "allocation_pools": .list(.object(["start": .ipAddress, "end": .ipAddress], required: ["start", "end"]), max: 1000),
+        "host_routes": .routes, "service_types": .list(.string(max: 255, line: true), max: 100),
+        "ipv6_address_mode": .oneOf(["slaac", "dhcpv6-stateful", "dhcpv6-stateless"]),
+        "ipv6_ra_mode": .oneOf(["slaac", "dhcpv6-stateful", "dhcpv6-stateless"]),
+    ]
+
+    /// Addresses that must lie in the subnet: the gateway, the pools (start before end); the
+    /// cidr's family is the ip_version.
+    public static func validate(_ record: ResourceRecord) -> [String] {
+        guard let text = record.params["cidr"]?.stringValue, let cidr = CIDR(text) else { return [] }
+        var out: [String] = []
+        if let v = record.params["ip_version"]?.intValue, [4, 6].contains(v), (v == 4) != cidr.address.isV4 {
+            out.append("params.cidr \(text) is not an IPv\(v) network (params.ip_version \(v))")
+        }
+        if let g = record.params["gateway_ip"]?.stringValue, let ip = IPAddress(g), !cidr.contains(ip) {
+            out.append("params.gateway_ip \(g) is outside params.cidr \(text)")
+        }
+        for (i, pool) in (record.params["allocation_pools"]?.arrayValue ?? []).enumerated() {
+            guard let a = pool["start"]?.stringValue.flatMap(IPAddress.init), let b = pool["end"]?.stringValue.flatMap(IPAddress.init) else { continue }
+            if !cidr.contains(a) || !cidr.contains(b) {
+                out.append("params.allocation_pools[\(i)] \(pool["start"]!.stringValue!)-\(pool["end"]!.stringValue!) is outside params.cidr \(text)")
+            } else if a.bytes.lexicographicallyPrecedes(b.bytes) == false && a != b {
+                out.append("params.allocation_pools[\(i)] starts after it ends")
+            }
+        }
+        return out
+    }
+
     public static let fieldMap = FieldMap([
         .list("allocation_pools", sortBy: ["start", "end"]),
         Field("cidr", update: .immutable),
