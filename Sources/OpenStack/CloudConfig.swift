@@ -27,6 +27,9 @@ public struct CloudProfile: Sendable, Equatable {
     public var endpointOverrides: [String: String]
     /// Service type -> requested API (micro)version, e.g. ["compute": "2.79", "block-storage": "3.59"].
     public var apiVersions: [String: String]
+    /// clouds.yaml `api_timeout`: seconds to wait for each answer (token requests included);
+    /// nil = the session's default.
+    public var apiTimeout: Double?
 
     public init(name: String, origin: String, authMethod: AuthMethod = .password, auth: [String: String],
                 regionName: String? = nil, interface: String = "public", verifyTLS: Bool = true,
@@ -297,7 +300,14 @@ public struct CloudConfigLoader: Sendable {
                 versions[ServiceType.canonical(String(k.dropLast("_api_version".count)))] = s
             }
         }
-        let profile = CloudProfile(
+        var apiTimeout: Double?
+        if let t = entry["api_timeout"], !t.isNull {
+            guard let v = t.doubleValue ?? t.stringValue.flatMap(Double.init), v.isFinite, v > 0, v <= 86400 else {
+                throw ConfigError("\(origin): cloud '\(name)': api_timeout \(t.jsonString()) is not a number of seconds (more than 0)")
+            }
+            apiTimeout = v
+        }
+        var profile = CloudProfile(
             name: name, origin: origin, authMethod: method, auth: auth,
             regionName: entry["region_name"].flatMap(scalarString),
             interface: (entry["interface"].flatMap(scalarString) ?? entry["endpoint_type"].flatMap(scalarString))
@@ -305,6 +315,7 @@ public struct CloudConfigLoader: Sendable {
             verifyTLS: verify, caCertFile: cacert,
             clientCertFile: entry["cert"].flatMap(scalarString), clientKeyFile: entry["key"].flatMap(scalarString),
             endpointOverrides: overrides, apiVersions: versions)
+        profile.apiTimeout = apiTimeout
         if let idv = entry["identity_api_version"].flatMap(scalarString), idv.hasPrefix("2") {
             throw ConfigError("\(origin): cloud '\(name)': identity_api_version 2 is not supported; Keystone v3 is required")
         }

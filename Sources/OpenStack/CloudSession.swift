@@ -121,6 +121,8 @@ public final class CloudSession: Sendable {
     {
         try profile.validate()
         self.profile = profile
+        var options = options
+        if let t = profile.apiTimeout { options.requestTimeout = t }
         self.options = options
         self.transport = transport
         self.logger = logger
@@ -128,7 +130,7 @@ public final class CloudSession: Sendable {
         // A short per-request timeout for the services must not starve authentication: Keystone
         // under load can take seconds to issue a token.
         self.authenticator = Authenticator(profile: profile, transport: transport, tls: tls, logger: logger,
-                                           timeout: max(options.requestTimeout, 60), counter: requests)
+                                           timeout: profile.apiTimeout ?? max(options.requestTimeout, 60), counter: requests)
     }
 
     // MARK: identity of the caller
@@ -243,10 +245,8 @@ public final class CloudSession: Sendable {
     /// Send to a full URL with the retry, re-authentication and error rules of every call.
     func perform(_ request: APIRequest, url: String, endpoint ep: ServiceEndpoint) async throws -> HTTPResult {
         let bodyData = try request.body.map { try $0.jsonData() }
-        var attempt = 0
-        var connectFailures = 0
+        var retry = RetryState(options.retry)
         var reauthenticated = false
-        let policy = options.retry
         while true {
             let token = try await authenticator.token()
             var req = httpRequest(request, url: url, endpoint: ep, token: token)
@@ -267,18 +267,13 @@ public final class CloudSession: Sendable {
                 let failure = TransportFailure.classify(error)
                 let safe = failure == .beforeSend || request.isIdempotent
                 logger.debug("\(request.method.rawValue) \(URLRedaction.redact(url)) failed after \(Self.ms(since: start)) ms: \(error)")
-                // The HTTP client already kept trying to connect for its whole connect timeout:
-                // one more round rides out a restarting service; more would only delay the error.
-                if failure == .beforeSend { connectFailures += 1 }
-                if safe, attempt + 1 < policy.maxAttempts, connectFailures < 2 {
-                    let wait = policy.delay(afterAttempt: attempt)
+                if let wait = retry.next(after: failure, idempotent: request.isIdempotent) {
                     logger.notice("\(ep.service) \(request.method.rawValue) \(URLRedaction.redact(url)): \(error); retrying in \(String(format: "%.1f", wait)) s")
-                    attempt += 1
                     try await Task.sleep(for: .seconds(wait))
                     continue
                 }
                 let kind: OpenStackError.Kind = failure == .timeout ? .timeout : .transport
-                var msg = "\(error)"
+                var msg = failure == .tls ? TransportFailure.tlsMessage(error) : "\(error)"
                 if !safe { msg += " (not retried: the request may have been applied)" }
                 throw OpenStackError(kind: kind, service: ep.service, method: request.method.rawValue, url: url, message: msg)
             }
@@ -288,19 +283,13 @@ public final class CloudSession: Sendable {
                 _ = try await authenticator.token(rejected: token.value)
                 continue
             }
-            if RetryPolicy.isRetryableStatus(result.status), attempt + 1 < policy.maxAttempts,
-               request.isIdempotent || result.status == 429
+            // Waiting longer than a Retry-After we allow: the service's answer is reported.
+            if let wait = retry.next(afterStatus: result.status, retryAfter: result.headers.first(name: "Retry-After"),
+                                     idempotent: request.isIdempotent)
             {
-                let after = RetryPolicy.retryAfterSeconds(result.headers.first(name: "Retry-After"))
-                if let after, after > policy.maxRetryAfter {
-                    // Waiting longer than we allow: fall through and report the service's answer.
-                } else {
-                    let wait = max(policy.delay(afterAttempt: attempt), after ?? 0)
-                    logger.notice("\(ep.service) \(request.method.rawValue) \(URLRedaction.redact(url)) -> \(result.status); retrying in \(String(format: "%.1f", wait)) s")
-                    attempt += 1
-                    try await Task.sleep(for: .seconds(wait))
-                    continue
-                }
+                logger.notice("\(ep.service) \(request.method.rawValue) \(URLRedaction.redact(url)) -> \(result.status); retrying in \(String(format: "%.1f", wait)) s")
+                try await Task.sleep(for: .seconds(wait))
+                continue
             }
             if (200..<300).contains(result.status) || request.acceptedStatuses.contains(result.status) {
                 return result

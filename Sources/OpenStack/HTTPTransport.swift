@@ -130,14 +130,75 @@ public struct RetryPolicy: Sendable {
     }
 }
 
+/// The one set of rules for resending a request (API calls, token requests, downloads): feed it
+/// each failure, it says how long to wait before the next try, or nil to give up.
+///
+/// - no answer, before the request left: once more (the HTTP client already kept trying to
+///   connect for its whole connect timeout; one more round rides out a restarting service);
+/// - a timeout: once more, and only what is idempotent (each costs a whole timeout);
+/// - no answer after the request left: again while attempts last, only what is idempotent;
+/// - a TLS handshake failure: never (the same server fails it the same way);
+/// - an answer of 429, 502, 503 or 504: again while attempts last, only what is idempotent
+///   (429 always), after `Retry-After` when it says so and it is not longer than we wait.
+public struct RetryState: Sendable {
+    public let policy: RetryPolicy
+    public private(set) var attempt = 0
+    private var connectFailures = 0
+    private var timeouts = 0
+
+    public init(_ policy: RetryPolicy) { self.policy = policy }
+
+    /// After a failure without an answer: the delay before the next attempt, or nil.
+    public mutating func next(after failure: TransportFailure, idempotent: Bool) -> Double? {
+        guard attempt + 1 < policy.maxAttempts else { return nil }
+        switch failure {
+        case .tls: return nil
+        case .beforeSend:
+            connectFailures += 1
+            if connectFailures > 1 { return nil }
+        case .timeout:
+            timeouts += 1
+            if !idempotent || timeouts > 1 { return nil }
+        case .afterSend:
+            if !idempotent { return nil }
+        }
+        attempt += 1
+        return policy.delay(afterAttempt: attempt - 1)
+    }
+
+    /// After an answer with `status`: the delay before the next attempt, or nil (take the answer).
+    public mutating func next(afterStatus status: Int, retryAfter: String?, idempotent: Bool) -> Double? {
+        guard RetryPolicy.isRetryableStatus(status), idempotent || status == 429, attempt + 1 < policy.maxAttempts else { return nil }
+        let after = RetryPolicy.retryAfterSeconds(retryAfter)
+        if let after, after > policy.maxRetryAfter { return nil }
+        attempt += 1
+        return max(policy.delay(afterAttempt: attempt - 1), after ?? 0)
+    }
+}
+
 /// How a failure without a response happened: before the request left (safe to resend
-/// anything) or after (resend only what is idempotent).
-enum TransportFailure {
+/// anything), after (resend only what is idempotent), a timeout, or a TLS handshake that
+/// failed (the same server will fail it again: never resent).
+public enum TransportFailure: Sendable, Equatable {
     case beforeSend
     case afterSend
     case timeout
+    case tls
+
+    /// What to tell the user about a TLS failure.
+    static func tlsMessage(_ error: any Error) -> String {
+        let text = String(describing: error)
+        if text.contains("WRONG_VERSION_NUMBER") || text.contains("wrong version number") || text.contains("HTTP_REQUEST") {
+            return "the server did not speak TLS (is the URL https:// on a plain http port?): \(text)"
+        }
+        return "the TLS handshake failed: \(text)"
+    }
 
     static func classify(_ error: any Error) -> TransportFailure {
+        let described = String(describing: error)
+        if error is NIOSSLError || described.contains("handshakeFailed") || described.contains("WRONG_VERSION_NUMBER") {
+            return .tls
+        }
         if let e = error as? HTTPClientError {
             switch e {
             case .connectTimeout, .tlsHandshakeTimeout, .getConnectionFromPoolTimeout, .httpProxyHandshakeTimeout,

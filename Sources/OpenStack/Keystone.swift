@@ -184,8 +184,7 @@ actor Authenticator {
     private func obtain() async throws -> AuthToken {
         let url = KeystoneAuth.identityBase(from: profile.authURL) + "/auth/tokens"
         let body = try KeystoneAuth.requestBody(for: profile).jsonData()
-        var attempt = 0
-        let policy = RetryPolicy()
+        var retry = RetryState(RetryPolicy())
         while true {
             var req = HTTPClientRequest(url: url)
             req.method = .POST
@@ -205,10 +204,8 @@ actor Authenticator {
                 if status == 201 || status == 200, let tok = resp.headers.first(name: "X-Subject-Token") {
                     return try KeystoneAuth.parseToken(value: tok, body: data)
                 }
-                if RetryPolicy.isRetryableStatus(status), attempt + 1 < policy.maxAttempts {
-                    let wait = max(policy.delay(afterAttempt: attempt),
-                                   min(policy.maxRetryAfter, RetryPolicy.retryAfterSeconds(resp.headers.first(name: "Retry-After")) ?? 0))
-                    attempt += 1
+                // A token request creates nothing that matters: it is safe to repeat.
+                if let wait = retry.next(afterStatus: status, retryAfter: resp.headers.first(name: "Retry-After"), idempotent: true) {
                     try await Task.sleep(for: .seconds(wait))
                     continue
                 }
@@ -219,19 +216,17 @@ actor Authenticator {
             } catch let e as OpenStackError {
                 throw e
             } catch {
-                // A token request is safe to repeat: it creates nothing that matters. But a connection
-                // that could not be made was already retried by the HTTP client up to its connect
-                // timeout; repeating that only delayed the error (two minutes for a closed port).
-                if attempt + 1 < policy.maxAttempts && !(error is CancellationError)
-                    && TransportFailure.classify(error) != .beforeSend
-                {
-                    attempt += 1
-                    try await Task.sleep(for: .seconds(policy.delay(afterAttempt: attempt)))
+                if error is CancellationError { throw error }
+                let failure = TransportFailure.classify(error)
+                if let wait = retry.next(after: failure, idempotent: true) {
+                    try await Task.sleep(for: .seconds(wait))
                     continue
                 }
-                let kind: OpenStackError.Kind = TransportFailure.classify(error) == .timeout ? .timeout : .transport
+                let kind: OpenStackError.Kind = failure == .timeout ? .timeout : .transport
+                let why = failure == .tls ? TransportFailure.tlsMessage(error)
+                    : failure == .timeout ? "no answer within \(Int(timeout)) s (api_timeout): \(error)" : "\(error)"
                 throw OpenStackError(kind: kind, service: "identity", method: "POST", url: url,
-                                     message: "cannot reach \(url) for cloud '\(profile.name)': \(error)")
+                                     message: "cannot reach \(url) for cloud '\(profile.name)': \(why)")
             }
         }
     }

@@ -168,9 +168,8 @@ extension CloudSession {
     public func openDownload(_ request: APIRequest) async throws -> DataDownload {
         let ep = try await endpoint(request.service)
         let url = Self.join(ep.url, request.path, request.query)
-        var attempt = 0
+        var retry = RetryState(options.retry)
         var reauthenticated = false
-        let policy = options.retry
         while true {
             let token = try await authenticator.token()
             let req = httpRequest(request, url: url, endpoint: ep, token: token)
@@ -181,14 +180,14 @@ extension CloudSession {
             } catch {
                 if error is CancellationError { throw error }
                 let failure = TransportFailure.classify(error)
-                if attempt + 1 < policy.maxAttempts {
-                    attempt += 1
+                if let wait = retry.next(after: failure, idempotent: true) {
                     logger.notice("\(ep.service) GET \(URLRedaction.redact(url)): \(error); retrying")
-                    try await Task.sleep(for: .seconds(policy.delay(afterAttempt: attempt - 1)))
+                    try await Task.sleep(for: .seconds(wait))
                     continue
                 }
                 throw OpenStackError(kind: failure == .timeout ? .timeout : .transport, service: ep.service,
-                                     method: request.method.rawValue, url: url, message: "\(error)")
+                                     method: request.method.rawValue, url: url,
+                                     message: failure == .tls ? TransportFailure.tlsMessage(error) : "\(error)")
             }
             let status = Int(response.status.code)
             if (200..<300).contains(status) {
@@ -200,9 +199,8 @@ extension CloudSession {
                 _ = try await authenticator.token(rejected: token.value)
                 continue
             }
-            if RetryPolicy.isRetryableStatus(status), attempt + 1 < policy.maxAttempts {
-                attempt += 1
-                try await Task.sleep(for: .seconds(policy.delay(afterAttempt: attempt - 1)))
+            if let wait = retry.next(afterStatus: status, retryAfter: response.headers.first(name: "Retry-After"), idempotent: true) {
+                try await Task.sleep(for: .seconds(wait))
                 continue
             }
             throw OpenStackError(kind: .http(status: status), service: ep.service, method: request.method.rawValue, url: url,

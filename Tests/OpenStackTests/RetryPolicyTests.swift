@@ -7,6 +7,39 @@ import Testing
 @testable import OpenStack
 
 @Suite struct RetryPolicyTests {
+    @Test("one set of rules: a connect failure and a timeout once more, a TLS failure never, writes only before they left")
+    func retryState() {
+        let policy = RetryPolicy(maxAttempts: 6, baseDelay: 0.01, maxDelay: 0.02)
+        var connect = RetryState(policy)
+        #expect(connect.next(after: .beforeSend, idempotent: false) != nil)
+        #expect(connect.next(after: .beforeSend, idempotent: false) == nil)
+        var write = RetryState(policy)
+        #expect(write.next(after: .timeout, idempotent: false) == nil)
+        var timeout = RetryState(policy)
+        #expect(timeout.next(after: .timeout, idempotent: true) != nil)
+        #expect(timeout.next(after: .timeout, idempotent: true) == nil)
+        var tls = RetryState(policy)
+        #expect(tls.next(after: .tls, idempotent: true) == nil)
+        var lost = RetryState(policy)
+        #expect(lost.next(after: .afterSend, idempotent: false) == nil)
+        for _ in 0..<5 { #expect(lost.next(after: .afterSend, idempotent: true) != nil) }
+        #expect(lost.next(after: .afterSend, idempotent: true) == nil, "six attempts in all")
+        var status = RetryState(policy)
+        #expect(status.next(afterStatus: 503, retryAfter: nil, idempotent: false) == nil)
+        #expect(status.next(afterStatus: 429, retryAfter: "1", idempotent: false) == 1)
+        #expect(status.next(afterStatus: 503, retryAfter: "3600", idempotent: true) == nil, "longer than we wait")
+        #expect(status.next(afterStatus: 500, retryAfter: nil, idempotent: true) == nil)
+    }
+
+    @Test("a TLS handshake failure is told apart, and a plain-http answer says the server did not speak TLS")
+    func tlsFailures() {
+        struct Fake: Error, CustomStringConvertible { var description: String }
+        let wrong = Fake(description: "handshakeFailed(NIOSSL.BoringSSLError.sslError([Error: 268435703 error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER]))")
+        #expect(TransportFailure.classify(wrong) == .tls)
+        #expect(TransportFailure.tlsMessage(wrong).hasPrefix("the server did not speak TLS (is the URL https:// on a plain http port?)"))
+        #expect(TransportFailure.classify(Fake(description: "connectionRefused")) == .beforeSend)
+    }
+
     @Test func retryAfterSeconds() {
         #expect(RetryPolicy.retryAfterSeconds("1") == 1)
         #expect(RetryPolicy.retryAfterSeconds(" 120 ") == 120)
