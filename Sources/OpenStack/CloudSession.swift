@@ -127,10 +127,11 @@ public final class CloudSession: Sendable {
         self.transport = transport
         self.logger = logger
         self.tls = try HTTPTransport.tlsConfiguration(for: profile)
-        // A short per-request timeout for the services must not starve authentication: Keystone
-        // under load can take seconds to issue a token.
+        // A token takes Keystone a second or two even under load: 30 s (or api_timeout) per try,
+        // one retry after a timeout, so a Keystone that accepts and never answers fails in a
+        // minute instead of hanging.
         self.authenticator = Authenticator(profile: profile, transport: transport, tls: tls, logger: logger,
-                                           timeout: profile.apiTimeout ?? max(options.requestTimeout, 60), counter: requests)
+                                           timeout: profile.apiTimeout ?? 30, counter: requests)
     }
 
     // MARK: identity of the caller

@@ -97,11 +97,17 @@ public struct RetryPolicy: Sendable {
     /// Longest `Retry-After` we honour before giving up on waiting.
     public var maxRetryAfter: Double
 
-    public init(maxAttempts: Int = 6, baseDelay: Double = 0.5, maxDelay: Double = 20, maxRetryAfter: Double = 120) {
+    /// How many times a request that timed out is sent again (each costs a whole timeout).
+    public var maxTimeoutRetries: Int
+
+    public init(maxAttempts: Int = 6, baseDelay: Double = 0.5, maxDelay: Double = 20, maxRetryAfter: Double = 120,
+                maxTimeoutRetries: Int = 1)
+    {
         self.maxAttempts = maxAttempts
         self.baseDelay = baseDelay
         self.maxDelay = maxDelay
         self.maxRetryAfter = maxRetryAfter
+        self.maxTimeoutRetries = maxTimeoutRetries
     }
 
     public static let none = RetryPolicy(maxAttempts: 1)
@@ -135,7 +141,8 @@ public struct RetryPolicy: Sendable {
 ///
 /// - no answer, before the request left: once more (the HTTP client already kept trying to
 ///   connect for its whole connect timeout; one more round rides out a restarting service);
-/// - a timeout: once more, and only what is idempotent (each costs a whole timeout);
+/// - a timeout: only what is idempotent, `maxTimeoutRetries` times (default once: each costs a
+///   whole timeout);
 /// - no answer after the request left: again while attempts last, only what is idempotent;
 /// - a TLS handshake failure: never (the same server fails it the same way);
 /// - an answer of 429, 502, 503 or 504: again while attempts last, only what is idempotent
@@ -158,7 +165,7 @@ public struct RetryState: Sendable {
             if connectFailures > 1 { return nil }
         case .timeout:
             timeouts += 1
-            if !idempotent || timeouts > 1 { return nil }
+            if !idempotent || timeouts > policy.maxTimeoutRetries { return nil }
         case .afterSend:
             if !idempotent { return nil }
         }

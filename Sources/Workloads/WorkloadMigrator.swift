@@ -160,6 +160,7 @@ public final class WorkloadMigrator: Sendable {
                     try await run.perform(s)
                     try Self.injectedFailure(after: s)
                     try ledger.completeStep(plan.sourceID, s.rawValue)
+                    Self.injectedExit(recorded: s)
                     step = s.next
                 }
                 try ledger.finish(plan.sourceID, state: .done)
@@ -202,6 +203,12 @@ public final class WorkloadMigrator: Sendable {
     static func injectedExit(inside role: String) {
         guard let want = ProcessInfo.processInfo.environment["OSM_EXIT_INSIDE"], !want.isEmpty else { return }
         if want == role || (want.hasSuffix("*") && role.hasPrefix(want.dropLast())) { exit(137) }
+    }
+
+    /// Test hook: `OSM_EXIT_RECORDED=<step>` ends the process right after the ledger recorded the
+    /// step as done.
+    static func injectedExit(recorded step: MigrationStep) {
+        if ProcessInfo.processInfo.environment["OSM_EXIT_RECORDED"] == step.rawValue { exit(137) }
     }
 
     /// Test hooks: after a step did its work but before the ledger says so, `OSM_FAIL_AFTER=<step>`

@@ -20,7 +20,8 @@ import TestSupport
     @Test func withoutFaultsTheProxyIsTransparent() async throws {
         try await LabTenant.with("fault-none", quotas: false) { tenant in
             try await withProxy(.none) { proxy in
-                let session = try proxied(tenant, proxy)
+                // No fault to ride out: the normal timeout (a loaded two-core lab can take 5 s).
+                let session = try proxied(tenant, proxy, options: SessionOptions())
                 let n = try await session.create(Neutron.networks, ["name": .string(tenant.projectName + "-t")])
                 #expect(try await session.get(Neutron.networks, n.id).name == tenant.projectName + "-t")
                 let missing = randomUUID()

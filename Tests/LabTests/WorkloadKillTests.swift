@@ -4,6 +4,7 @@ import OpenStack
 import Resources
 import Testing
 import TestSupport
+import Workloads
 
 /// A kill at the hardest instant of a create: after the cloud answered, before the ledger
 /// recorded the answer (`OSM_EXIT_INSIDE=<role>`). The ledger holds the intent, so the next run
@@ -13,23 +14,40 @@ import TestSupport
 struct WorkloadKillTests {
     struct Case: Sendable {
         let vm: String
-        let role: String
+        /// The test hook and its value: where the kill lands.
+        let hook: String
+        let at: String
         let bootFromVolume: Bool
         let neutronPorts: Bool
         let floatingIP: Bool
+        /// The ledger role whose create was interrupted (kills inside a create).
+        var role: String? { hook == "OSM_EXIT_INSIDE" ? at : nil }
     }
 
-    static let cases = [
-        Case(vm: "k-port", role: "dst-port:0", bootFromVolume: true, neutronPorts: true, floatingIP: false),
-        Case(vm: "k-server", role: "dst-server", bootFromVolume: true, neutronPorts: false, floatingIP: false),
-        Case(vm: "k-nserver", role: "dst-server", bootFromVolume: false, neutronPorts: true, floatingIP: false),
-        Case(vm: "k-volume", role: "dst-volume:0", bootFromVolume: false, neutronPorts: false, floatingIP: false),
-        Case(vm: "k-snapshot", role: "boot-snapshot", bootFromVolume: true, neutronPorts: false, floatingIP: false),
-        Case(vm: "k-staged", role: "staged-volume:boot", bootFromVolume: true, neutronPorts: true, floatingIP: false),
-        Case(vm: "k-fip", role: "dst-fip:0", bootFromVolume: false, neutronPorts: false, floatingIP: true),
+    /// Kills inside a create (after the cloud's answer, before the ledger's record) …
+    static let inside = [
+        Case(vm: "k-port", hook: "OSM_EXIT_INSIDE", at: "dst-port:0", bootFromVolume: true, neutronPorts: true, floatingIP: false),
+        Case(vm: "k-server", hook: "OSM_EXIT_INSIDE", at: "dst-server", bootFromVolume: true, neutronPorts: false, floatingIP: false),
+        Case(vm: "k-nserver", hook: "OSM_EXIT_INSIDE", at: "dst-server", bootFromVolume: false, neutronPorts: true, floatingIP: false),
+        Case(vm: "k-volume", hook: "OSM_EXIT_INSIDE", at: "dst-volume:0", bootFromVolume: false, neutronPorts: false, floatingIP: false),
+        Case(vm: "k-snapshot", hook: "OSM_EXIT_INSIDE", at: "boot-snapshot", bootFromVolume: true, neutronPorts: false, floatingIP: false),
+        Case(vm: "k-staged", hook: "OSM_EXIT_INSIDE", at: "staged-volume:boot", bootFromVolume: true, neutronPorts: true, floatingIP: false),
+        Case(vm: "k-fip", hook: "OSM_EXIT_INSIDE", at: "dst-fip:0", bootFromVolume: false, neutronPorts: false, floatingIP: true),
     ]
 
-    @Test("killed after the cloud's answer and before the ledger's record, each create is taken over by the rerun: one of each, bytes equal, nothing leaked")
+    /// … and at every step boundary: after the step's last call before its record, and right
+    /// after the record; boot-from-volume and image-booted VMs, both port modes, in turn.
+    static let boundaries: [Case] = MigrationStep.allCases.enumerated().flatMap { i, step in
+        [("OSM_EXIT_AFTER", "a"), ("OSM_EXIT_RECORDED", "r")].enumerated().map { j, hook in
+            let n = 2 * i + j
+            return Case(vm: "k\(i)\(hook.1)-\(step.rawValue.lowercased())", hook: hook.0, at: step.rawValue, bootFromVolume: n % 2 == 0,
+                        neutronPorts: (n / 2) % 2 == 0, floatingIP: step == .floatingIPs)
+        }
+    }
+
+    static let cases = inside + boundaries
+
+    @Test("killed inside each create and at each step boundary, the rerun finishes: one of each, bytes equal, nothing leaked, then all ok")
     func killedInsideCreates() async throws {
         try await WorkloadMigrationTests.withEnv("wk") { env in
             let s = env.s, d = env.d
@@ -66,12 +84,14 @@ struct WorkloadKillTests {
 
             for c in Self.cases {
                 let filter = ["--filter", "workloads=\(c.vm)"]
-                let killed = try await env.run(["import", "workloads", "--json"] + filter, env: ["OSM_EXIT_INSIDE": c.role])
-                #expect(killed.exitCode == 137, "\(c.vm): not killed inside \(c.role): \(killed.stderr)\n\(killed.stdout)")
+                let killed = try await env.run(["import", "workloads", "--json"] + filter, env: [c.hook: c.at])
+                #expect(killed.exitCode == 137, "\(c.vm): not killed at \(c.hook)=\(c.at): \(killed.stderr)\n\(killed.stdout)")
                 let report = try JSONDecoder().decode(JSONValue.self, from: Data(try await env.run(["report", "--json"]).stdout.utf8))
                 let entry = report["workloads"]?.arrayValue?.first { $0["name"]?.stringValue == c.vm }
                 #expect(entry?["state"]?.stringValue == "running", "\(c.vm)")
-                #expect(entry?["interrupted_creates"]?.arrayValue?.map { $0["role"]?.stringValue ?? "" } == [c.role], "\(c.vm): \(entry?.jsonString() ?? "")")
+                if let role = c.role {
+                    #expect(entry?["interrupted_creates"]?.arrayValue?.map { $0["role"]?.stringValue ?? "" } == [role], "\(c.vm): \(entry?.jsonString() ?? "")")
+                }
 
                 let rerun = try await env.run(["import", "workloads", "--json"] + filter)
                 #expect(rerun.exitCode == 0, "\(c.vm): \(rerun.stderr)\n\(rerun.stdout)")

@@ -70,9 +70,10 @@ public enum Lab {
     private static let adminSession = Mutex<CloudSession?>(nil)
 
     /// Options for tests that go through a `FaultProxy`: fast retries, short timeouts (5 s: the
-    /// lab shares two cores with builds, and the token request has the same timeout).
+    /// lab shares two cores with builds, and the token request has the same timeout), and timeouts
+    /// retried like any fault (the proxy stalls requests on purpose).
     public static let fastRetryOptions = SessionOptions(
-        retry: RetryPolicy(maxAttempts: 8, baseDelay: 0.05, maxDelay: 0.5), requestTimeout: 5)
+        retry: RetryPolicy(maxAttempts: 8, baseDelay: 0.05, maxDelay: 0.5, maxTimeoutRetries: 7), requestTimeout: 5)
 
     /// 6 random lowercase hex digits.
     public static func randomHex(_ count: Int = 6) -> String {
