@@ -139,6 +139,11 @@ let package = Package(
             swiftSettings: swift6
         ),
         .testTarget(
+            name: "HostTests",
+            dependencies: ["DataPlane", "TestSupport"],
+            swiftSettings: swift6
+        ),
+        .testTarget(
             name: "LabTests",
             dependencies: ["OpenStack", "Resources", "Engine", "Workloads", "DataPlane", "TestSupport",
                            .product(name: "Subprocess", package: "swift-subprocess")],

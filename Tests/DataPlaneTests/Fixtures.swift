@@ -27,11 +27,6 @@ final class Scratch: @unchecked Sendable {
     var stateDir: String { path + "/state" }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
-}
-
 /// Deterministic pseudo-random bytes (xorshift), fast enough for tens of MiB.
 struct Noise {
     var state: UInt64

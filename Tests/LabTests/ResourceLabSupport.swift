@@ -35,11 +35,6 @@ struct MigrationEnv: Sendable {
     func remove() { try? FileManager.default.removeItem(atPath: dir) }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
-}
-
 /// The JSON lines of `--json` output.
 enum CLIEvents {
     static func all(_ stdout: String) -> [JSONValue] {

@@ -46,3 +46,9 @@ public func errorText(_ body: () throws -> Void) -> String? {
         return "\(error)"
     }
 }
+
+/// A test's own failure, with what went wrong.
+public struct TestFailure: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}

@@ -7,11 +7,12 @@ import TestSupport
 /// self-contained build of `scripts/build-agent` in a Debian 11 userland (glibc 2.31), reached
 /// the way a conversion host is, over ssh. `scripts/test` builds the agent and the Debian 11
 /// sysroot (debootstrap) first; here an sshd runs every session inside that sysroot (chroot).
+/// No cloud: a host test (root, chroot, mount), not a lab test.
 @Suite("The self-contained agent on glibc 2.31 (a Debian 11 chroot)", .serialized)
 struct PortableAgentTests {
     static let repository: String = {
         var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/LabTests/PortableAgentTests.swift
+        for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/HostTests/PortableAgentTests.swift
         return url.path
     }()
     static var agent: String {
@@ -27,12 +28,12 @@ struct PortableAgentTests {
         guard FileManager.default.isExecutableFile(atPath: Self.agent), FileManager.default.fileExists(atPath: root + "/.complete") else {
             throw TestFailure("no self-contained agent at \(Self.agent) or no sysroot at \(root): run scripts/build-agent")
         }
-        let libc = try await WorkloadLab.run("/usr/sbin/chroot", [root, "/lib/x86_64-linux-gnu/libc.so.6"])
-        #expect(libc.out.contains("release version 2.31"), "\(libc.out)")
+        let libc = try Self.output("/usr/sbin/chroot", [root, "/lib/x86_64-linux-gnu/libc.so.6"])
+        #expect(libc.contains("release version 2.31"), "\(libc)")
 
         // The Swift runtime reads /proc/self: a conversion host has it, the chroot needs it mounted.
         let mounted = (try String(contentsOfFile: "/proc/mounts", encoding: .utf8)).contains(" \(root)/proc ")
-        if !mounted { #expect(try await WorkloadLab.run("/usr/bin/mount", ["-t", "proc", "proc", root + "/proc"]).status == 0) }
+        if !mounted { #expect(try Self.runSync("/usr/bin/mount", ["-t", "proc", "proc", root + "/proc"]) == 0) }
         defer { if !mounted { _ = try? Self.runSync("/usr/bin/umount", [root + "/proc"]) } }
 
         let server = try SSHServer(extraConfig: "ForceCommand /usr/sbin/chroot \(root) /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n")
@@ -74,6 +75,18 @@ struct PortableAgentTests {
         let result = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
         #expect(result.contains("\"verified\":true"), "\(result)")
         #expect(FileManager.default.contentsEqual(atPath: src, andPath: dst))
+    }
+
+    static func output(_ exe: String, _ args: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
     }
 
     static func runSync(_ exe: String, _ args: [String]) throws -> Int32 {
