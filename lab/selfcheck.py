@@ -8,8 +8,8 @@ deleted again, also what an earlier interrupted check left.
 Environment: OS_CLIENT_CONFIG_FILE (the lab's clouds.yaml), STATE (state dir), LAB (its name).
 """
 import hashlib
-import json
 import os
+import subprocess
 import sys
 import time
 
@@ -18,6 +18,7 @@ import openstack
 LAB = os.environ.get("LAB", "osmlab")
 STATE = os.environ.get("STATE", "/var/lib/osmlab")
 PREFIX = "selfcheck-"
+HERE = os.path.dirname(os.path.abspath(__file__))
 T0 = time.monotonic()
 
 
@@ -41,12 +42,9 @@ def wait(what, get, want, timeout=180):
 
 
 def volume_path(volume_id):
-    base = f"{STATE}/volumes/volume-{volume_id}"
-    info = base + ".info"
-    if os.path.exists(info):
-        with open(info) as f:
-            return f"{STATE}/volumes/{json.load(f)['active']}"
-    return base
+    """The host file holding a volume's data: lab/volpath knows the backends and the overlays."""
+    return subprocess.run([os.path.join(HERE, "volpath"), volume_id], check=True, capture_output=True,
+                          text=True).stdout.strip()
 
 
 def cleanup(c):

@@ -12,7 +12,6 @@ Environment: OS_CLIENT_CONFIG_FILE (the lab's clouds.yaml), LAB (its name), OSML
 Volume bytes are read on this host (the lab's Cinder keeps each volume in a file).
 """
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import openstack
 LAB = os.environ.get("LAB", "osmlab")
 STATE = os.environ.get("OSMLAB_STATE", "/var/lib/osmlab")
 PREFIX = "demo-"
+VOLPATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab", "volpath")
 # The data volume's known bytes: 8 MiB at offset 0 and 1 MiB at 700 MiB, from a fixed seed.
 DATA_EXTENTS = [(0, 8), (700, 1)]
 
@@ -56,11 +56,8 @@ def known_bytes(mib, seed):
 
 
 def volume_file(volume_id):
-    base = f"{STATE}/volumes/volume-{volume_id}"
-    if os.path.exists(base + ".info"):
-        with open(base + ".info") as f:
-            return f"{STATE}/volumes/{json.load(f)['active']}"
-    return base
+    """The host file holding a volume's data (lab/volpath knows the backends and the overlays)."""
+    return subprocess.run([VOLPATH, volume_id], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def volume_digest(volume_id):

@@ -31,6 +31,14 @@ public enum TerminalText {
         return out
     }
 
+    /// At most `limit` characters (unicode scalars), saying how many more there were: for JSON,
+    /// which escapes control characters itself.
+    public static func capped(_ s: String, limit: Int = 2000) -> String {
+        let count = s.unicodeScalars.count
+        guard count > limit else { return s }
+        return String(String.UnicodeScalarView(s.unicodeScalars.prefix(limit))) + "…(\(count - limit) more characters)"
+    }
+
     public static func needsEscape(_ v: UInt32) -> Bool {
         v < 0x20 || (0x7F...0x9F).contains(v) || v == 0x2028 || v == 0x2029
             || (0x202A...0x202E).contains(v) || (0x2066...0x2069).contains(v)

@@ -96,7 +96,7 @@ enum CommandRunner {
         for p in problems {
             FileHandle.standardError.write(Data(("os-migrate: error: " + TerminalText.escaped(p, limit: 2000) + "\n").utf8))
             if json {
-                FileHandle.standardOutput.write(Data((JSONValue.object(["event": "error", "message": .string(ConsoleSink.capped(p))]).jsonString() + "\n").utf8))
+                FileHandle.standardOutput.write(Data((JSONValue.object(["event": "error", "message": .string(TerminalText.capped(p))]).jsonString() + "\n").utf8))
             }
         }
         if problems.count > 1 {

@@ -25,8 +25,8 @@ final class ConsoleSink: EventSink, Sendable {
 
     func item(_ r: ItemResult) {
         if json {
-            var o: JSONObject = ["event": "item", "kind": .string(r.kind), "name": .string(Self.capped(r.name)),
-                                 "status": .string(r.status.rawValue), "message": .string(Self.capped(r.message))]
+            var o: JSONObject = ["event": "item", "kind": .string(r.kind), "name": .string(TerminalText.capped(r.name)),
+                                 "status": .string(r.status.rawValue), "message": .string(TerminalText.capped(r.message))]
             if let a = r.action { o["action"] = .string(a) }
             if !r.fields.isEmpty { o["fields"] = .array(r.fields.map(JSONValue.string)) }
             if !r.changes.isEmpty {
@@ -47,7 +47,7 @@ final class ConsoleSink: EventSink, Sendable {
 
     func note(_ message: String) {
         if json {
-            write(JSONValue.object(["event": "note", "message": .string(Self.capped(message))]).jsonString())
+            write(JSONValue.object(["event": "note", "message": .string(TerminalText.capped(message))]).jsonString())
         } else {
             write("== \(TerminalText.escaped(message, limit: 2000))")
         }
@@ -55,7 +55,7 @@ final class ConsoleSink: EventSink, Sendable {
 
     func progress(_ e: ProgressEvent) {
         if json {
-            var o: JSONObject = ["event": "progress", "kind": .string(e.kind), "name": .string(Self.capped(e.name)), "phase": .string(e.phase),
+            var o: JSONObject = ["event": "progress", "kind": .string(e.kind), "name": .string(TerminalText.capped(e.name)), "phase": .string(e.phase),
                                  "done": .int(Int(e.done))]
             if let t = e.total { o["total"] = .int(Int(t)) }
             if let r = e.rate { o["rate"] = .int(Int(r)) }
@@ -113,11 +113,6 @@ final class ConsoleSink: EventSink, Sendable {
 
     let isTerminal = isatty(STDOUT_FILENO) == 1
 
-    /// JSON escapes every control character itself: only the length is capped.
-    static func capped(_ s: String, limit: Int = 2000) -> String {
-        s.unicodeScalars.count <= limit ? s : String(String.UnicodeScalarView(s.unicodeScalars.prefix(limit)))
-            + "…(\(s.unicodeScalars.count - limit) more characters)"
-    }
 
     /// The last line: counts per status, and what it cost in API calls.
     /// `requests`: the counters of every session the command used (both clouds).
