@@ -69,6 +69,22 @@ public final class Ledger: Sendable {
                 t.column("message", .text).notNull()
             }
         }
+        m.registerMigration("v2") { db in
+            // Detached volumes copied through the conversion hosts (no workload holds them).
+            try db.create(table: "volumeCopy") { t in
+                t.primaryKey("sourceVolume", .text)
+                t.column("name", .text).notNull()
+                t.column("destinationVolume", .text).notNull()
+                t.column("sourceHost", .text).notNull()
+                t.column("destinationHost", .text).notNull()
+                t.column("state", .text).notNull()
+                t.column("attempts", .integer).notNull().defaults(to: 0)
+                t.column("startedAt", .datetime).notNull()
+                t.column("finishedAt", .datetime)
+                t.column("digest", .text)
+                t.column("error", .text)
+            }
+        }
         return m
     }
 
@@ -269,5 +285,46 @@ public final class Ledger: Sendable {
     public func events(_ workload: String) throws -> [Event] {
         try db.read { try Event.fetchAll($0, sql: "SELECT workload, at, step, message FROM event WHERE workload = ? ORDER BY id",
                                          arguments: [workload]) }
+    }
+
+    // MARK: detached volume copies
+
+    /// A detached volume's copy: recorded before its volumes are attached to the conversion
+    /// hosts, so a copy killed and never rerun still shows in `report`, with what it left attached.
+    public struct VolumeCopy: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
+        public static let databaseTableName = "volumeCopy"
+        public enum State: String, Codable, Sendable { case running, done, failed }
+        public var sourceVolume: String
+        public var name: String
+        public var destinationVolume: String
+        /// The conversion hosts' servers the two volumes are attached to while the copy runs.
+        public var sourceHost: String
+        public var destinationHost: String
+        public var state: State
+        public var attempts: Int
+        public var startedAt: Date
+        public var finishedAt: Date?
+        public var digest: String?
+        public var error: String?
+    }
+
+    public func beginVolumeCopy(source: String, name: String, destination: String, sourceHost: String, destinationHost: String) throws {
+        try db.write { db in
+            let attempts = try VolumeCopy.fetchOne(db, key: source)?.attempts ?? 0
+            try VolumeCopy(sourceVolume: source, name: name, destinationVolume: destination, sourceHost: sourceHost,
+                           destinationHost: destinationHost, state: .running, attempts: attempts + 1, startedAt: Date(),
+                           finishedAt: nil, digest: nil, error: nil).save(db)
+        }
+    }
+
+    public func finishVolumeCopy(source: String, state: VolumeCopy.State, digest: String? = nil, error: String? = nil) throws {
+        try db.write { db in
+            try db.execute(sql: "UPDATE volumeCopy SET state = ?, finishedAt = ?, digest = ?, error = ? WHERE sourceVolume = ?",
+                           arguments: [state.rawValue, Date(), digest, error, source])
+        }
+    }
+
+    public func volumeCopies() throws -> [VolumeCopy] {
+        try db.read { try VolumeCopy.order(Column("name")).fetchAll($0) }
     }
 }

@@ -63,11 +63,12 @@ struct ReportCommand: AsyncParsableCommand {
                 o["checked_in_clouds"] = .bool(clouds != nil)
                 out.append(.object(o))
             }
+            let volumes = try await Self.volumeCopies(ledger, clouds: clouds)
             if common.json {
-                printLine(JSONValue.object(["workloads": .array(out)]).jsonString())
+                printLine(JSONValue.object(["workloads": .array(out), "detached_volumes": .array(volumes)]).jsonString())
                 return 0
             }
-            if out.isEmpty { printLine("no workloads in the ledger") }
+            if out.isEmpty && volumes.isEmpty { printLine("no workloads in the ledger") }
             for w in out {
                 var line = "\(w["name"]!.stringValue!): \(w["state"]!.stringValue!)"
                 if let d = w["destination_id"]?.stringValue { line += ", destination server \(d)" }
@@ -92,7 +93,48 @@ struct ReportCommand: AsyncParsableCommand {
                     || !(w["interrupted_creates"]?.arrayValue ?? []).isEmpty
                 if unfinished { printLine("  to finish: run `os-migrate import workloads` again") }
             }
+            for v in volumes {
+                var line = "detached volume \(TerminalText.escaped(v["name"]?.stringValue ?? "")): \(v["state"]?.stringValue ?? "")"
+                if let a = v["attempts"]?.intValue, a > 1 { line += ", attempt \(a)" }
+                if let d = v["digest"]?.stringValue { line += ", digest \(d)" }
+                printLine(line)
+                if let e = v["error"]?.stringValue { printLine("  error: \(TerminalText.escaped(e))") }
+                for l in v["still_attached"]?.arrayValue ?? [] {
+                    printLine("  still attached: \(l["cloud"]?.stringValue ?? "") volume \(l["volume"]?.stringValue ?? "") to the conversion host server \(l["server"]?.stringValue ?? "")")
+                }
+                if v["state"]?.stringValue != "done" { printLine("  to finish: run `os-migrate import detached-volumes` again") }
+            }
             return 0
         }
+    }
+
+    /// The detached volumes' copies; with both clouds, which of their volumes a kill left
+    /// attached to a conversion host (asked of the cloud, not taken from the ledger).
+    static func volumeCopies(_ ledger: Ledger, clouds: (src: CloudSession, dst: CloudSession)?) async throws -> [JSONValue] {
+        let iso = ISO8601DateFormatter()
+        var out: [JSONValue] = []
+        for c in try ledger.volumeCopies() {
+            var o: JSONObject = [
+                "name": .string(c.name), "source_volume": .string(c.sourceVolume), "destination_volume": .string(c.destinationVolume),
+                "state": .string(c.state == .running ? "interrupted" : c.state.rawValue), "attempts": .int(c.attempts),
+                "started_at": .string(iso.string(from: c.startedAt)),
+                "finished_at": c.finishedAt.map { .string(iso.string(from: $0)) } ?? .null,
+                "digest": c.digest.map(JSONValue.string) ?? .null, "error": c.error.map(JSONValue.string) ?? .null,
+            ]
+            if let clouds, c.state != .done {
+                var attached: [JSONValue] = []
+                for (cloud, session, volume, server) in [("src", clouds.src, c.sourceVolume, c.sourceHost),
+                                                         ("dst", clouds.dst, c.destinationVolume, c.destinationHost)]
+                {
+                    if let v = try await session.find(Cinder.volumes, id: volume), v.attachments.contains(where: { $0.serverID == server }) {
+                        attached.append(["cloud": .string(cloud), "volume": .string(volume), "server": .string(server)])
+                    }
+                }
+                o["still_attached"] = .array(attached)
+            }
+            o["checked_in_clouds"] = .bool(clouds != nil)
+            out.append(.object(o))
+        }
+        return out
     }
 }

@@ -175,6 +175,53 @@ struct ImageMigrationTests {
         }
     }
 
+    @Test("killed after the image record is made, and after its data is in: the rerun finishes each, one image, protected as the source")
+    func killedAtEachInstant() async throws {
+        try await LabTenant.with("imgpsrc") { src in
+            try await LabTenant.with("imgpdst") { dst in
+                let env = try MigrationEnv("imgp", clouds: ["src": src.profile, "dst": dst.profile])
+                defer { env.remove() }
+                let s = try src.session(), d = try dst.session()
+                let file = env.dir + "/data.raw"
+                try RandomData.file(file, mebibytes: 3)
+                var sources: [String: Image] = [:]
+                for name in ["kp-created", "kp-uploaded"] {
+                    sources[name] = try await upload(s, ["name": .string(name), "disk_format": "raw", "container_format": "bare"], file: file)
+                    _ = try await s.patchImage(sources[name]!.id, [["op": "replace", "path": "/protected", "value": true]])
+                }
+                let exp = try await env.run(["export", "images", "--src-cloud", "src"])
+                #expect(exp.exitCode == 0, "\(exp.stderr)")
+                for (name, point) in [("kp-created", "image-created"), ("kp-uploaded", "image-uploaded")] {
+                    let args = ["import", "images", "--src-cloud", "src", "--dst-cloud", "dst", "--json", "--filter", "images=\(name)"]
+                    let killed = try await env.run(args, env: ["OSM_EXIT_AT": point])
+                    #expect(killed.exitCode == 137, "\(point): \(killed.stderr)\n\(killed.stdout)")
+                    let left = try #require(try await named(d, name).first)
+                    #expect(left.isProtected == false)
+                    let rerun = try await env.run(args)
+                    #expect(rerun.exitCode == 0, "\(point): \(rerun.stdout)\n\(rerun.stderr)")
+                    let msg = CLIEvents.item(rerun.stdout, name)?["message"]?.stringValue ?? ""
+                    if point == "image-created" {
+                        // No data yet: an incomplete upload, replaced.
+                        #expect(msg == "created (3.0 MiB streamed from the source; replaces image \(left.id): an incomplete upload (status queued))", "\(msg)")
+                    } else {
+                        // The data is in and verified: the image is kept and only protected.
+                        #expect(CLIEvents.item(rerun.stdout, name)?["status"]?.stringValue == "changed", "\(rerun.stdout)")
+                        #expect(msg.contains("protected"), "\(msg)")
+                    }
+                    let now = try await named(d, name)
+                    #expect(now.count == 1 && now.first?.status == "active" && now.first?.isProtected == true
+                        && now.first?.checksum == sources[name]?.checksum, "\(point): \(now)")
+                }
+                let again = try await env.run(["import", "images", "--src-cloud", "src", "--dst-cloud", "dst", "--json"])
+                #expect(CLIEvents.count(CLIEvents.recap(again.stdout), "ok") == 2 && CLIEvents.count(CLIEvents.recap(again.stdout), "api_writes") == 0,
+                        "\(again.stdout)")
+                for (session, images) in [(s, try await images(s)), (d, try await images(d))] {
+                    for i in images { _ = try await session.patchImage(i.id, [["op": "replace", "path": "/protected", "value": false]]) }
+                }
+            }
+        }
+    }
+
     @Test("destination images by that name with other data, protected or not, are kept and fail; renamed, the image migrates")
     func existingImages() async throws {
         try await LabTenant.with("imgesrc") { src in

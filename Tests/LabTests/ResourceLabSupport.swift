@@ -15,8 +15,8 @@ struct MigrationEnv: Sendable {
         self.clouds = try LabClouds.write(clouds, in: dir)
     }
 
-    func run(_ args: [String], timeout: Double = 600) async throws -> (exitCode: Int32, stdout: String, stderr: String) {
-        try await CLIRunner.run(args + ["--data-dir", data], env: ["OS_CLIENT_CONFIG_FILE": clouds], timeout: timeout)
+    func run(_ args: [String], env: [String: String] = [:], timeout: Double = 600) async throws -> (exitCode: Int32, stdout: String, stderr: String) {
+        try await CLIRunner.run(args + ["--data-dir", data], env: env.merging(["OS_CLIENT_CONFIG_FILE": clouds]) { a, _ in a }, timeout: timeout)
     }
 
     func path(_ name: String) -> String { (data as NSString).appendingPathComponent(name) }

@@ -390,6 +390,7 @@ public enum ImageKind: ResourceKind {
         var lastError: (any Error)?
         for attempt in 1...3 {
             let image = try await ctx.session.createImage(body)
+            KillPoint.reached("image-created")
             do {
                 let meter = meter(label, phase: blob == nil ? "transfer" : "upload", total: size, ctx.progress)
                 let t: ImageDataTransfer
@@ -400,6 +401,7 @@ public enum ImageKind: ResourceKind {
                                                             size: size, progress: meter)
                 }
                 try await verify(image.id, t, record, ctx)
+                KillPoint.reached("image-uploaded")
                 if record.params["is_protected"]?.boolValue == true {
                     _ = try await ctx.session.patchImage(image.id, [["op": "replace", "path": "/protected", "value": true]])
                 }

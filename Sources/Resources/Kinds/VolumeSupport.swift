@@ -160,6 +160,7 @@ public enum Volumes {
         if let t = placement.volumeType(spec.volumeType) { body["volume_type"] = .string(t) }
         if let z = placement.availabilityZone(spec.availabilityZone) { body["availability_zone"] = .string(z) }
         let created = try await session.create(Cinder.volumes, body)
+        KillPoint.reached("volume-created")
         let volume: Volume
         do {
             volume = try await Waiter.wait("volume \(created.id)", service: ServiceType.blockStorage, timeout: timeout, interval: 2,
