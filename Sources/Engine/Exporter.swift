@@ -57,6 +57,11 @@ public enum Exporter {
         var admitted: [ResourceRecord] = []
         for record in exported {
             let label = kind.label(record)
+            if ctx.options.excludes(record, kind: kind) {
+                summary.filtered += 1
+                log.add(ItemResult(kind: kind.name, name: label, status: .skipped, message: "the conversion host's own: not exported", id: record.id))
+                continue
+            }
             guard filters.admits(record, kind: kind, export: true) else {
                 summary.filtered += 1
                 log.add(ItemResult(kind: kind.name, name: label, status: .skipped, message: "filtered out by \(kind.filterVariable)",

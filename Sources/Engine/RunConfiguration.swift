@@ -26,6 +26,10 @@ public struct RunConfiguration: Sendable {
         let vars = try varsPath.map { try MigrationVars(path: $0, environment: loader.environment) }
         var config = RunConfiguration(vars: vars)
         config.dataDir = dataDir ?? vars?.dataDir ?? defaultDataDir
+        if config.dataDir.isEmpty {
+            throw ConfigError(dataDir != nil ? "--data-dir is empty: give the data directory's path"
+                : "\(varsPath ?? "the vars file"): os_migrate_data_dir is empty: give the data directory's path")
+        }
         config.src = try srcCloud.map { try loader.load(cloud: $0) } ?? vars?.cloudProfile(.src)
         config.dst = try dstCloud.map { try loader.load(cloud: $0) } ?? vars?.cloudProfile(.dst)
         return config

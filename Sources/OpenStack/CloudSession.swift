@@ -154,6 +154,16 @@ public final class CloudSession: Sendable {
 
     // MARK: endpoints
 
+    /// Fails up front, with one error, when the profile names a region the catalog does not have
+    /// (instead of every later call failing on its own).
+    public func checkRegion() async throws {
+        guard let region = profile.regionName else { return }
+        let catalog = try await authenticate().catalog
+        let regions = Set(catalog.flatMap(\.endpoints).compactMap { $0.region_id ?? $0.region })
+        guard !regions.isEmpty, !regions.contains(region) else { return }
+        throw ConfigError("cloud '\(profile.name)': region '\(region)' is not in its catalog (regions there: \(regions.sorted().joined(separator: ", ")))")
+    }
+
     /// The endpoint for a service type, from the override or the catalog, with its version discovered.
     public func endpoint(_ service: String) async throws -> ServiceEndpoint {
         let service = ServiceType.canonical(service)

@@ -48,6 +48,14 @@ public actor RunCache {
     public func invalidate(_ key: String) {
         values[key] = nil
     }
+
+    private var claimed: Set<String> = []
+
+    /// True for the first caller with this key in the run, false for every later one (a
+    /// resource listed twice in a file is made once).
+    public func claim(_ key: String) -> Bool {
+        claimed.insert(key).inserted
+    }
 }
 
 /// Ids of resources an import run created, by kind.

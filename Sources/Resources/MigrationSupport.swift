@@ -29,8 +29,15 @@ public struct ExportOptions: Sendable {
     /// Also download image data into this directory (`<id>-<name>`), for moves without a path
     /// between the clouds (the reference tool's `image_blobs` mode).
     public var imageBlobsDir: String?
-    /// Servers never exported as workloads (the source conversion host).
-    public var excludedServerNames: Set<String> = []
+    /// Names never exported, by the filter variable that selects their kind (the source
+    /// conversion host's server, network, subnet, router, security group and keypair; rules and
+    /// router interfaces follow their group and router).
+    public var excludedNames: [String: Set<String>] = [:]
+
+    public func excludes(_ record: ResourceRecord, kind: any ResourceKind.Type) -> Bool {
+        guard let names = excludedNames[kind.filterVariable], let value = record.value(at: kind.filterPath)?.stringValue else { return false }
+        return names.contains(value)
+    }
 
     public init(imageBlobsDir: String? = nil) {
         self.imageBlobsDir = imageBlobsDir

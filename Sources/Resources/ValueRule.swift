@@ -23,6 +23,8 @@ public indirect enum ValueRule: Sendable {
     case ipAddress
     /// An IPv4 or IPv6 network in CIDR notation.
     case cidr
+    /// An Ethernet MAC address, six colon-separated hex pairs.
+    case macAddress
     case list(ValueRule, max: Int)
     /// A mapping whose listed keys follow their rules (`required` must be present).
     case object([String: ValueRule], required: [String])
@@ -83,6 +85,11 @@ public indirect enum ValueRule: Sendable {
             return nil
         case .cidr:
             guard let s = v.stringValue, CIDR(s) != nil else { return "is not a network in CIDR notation (like 10.0.0.0/24): \(Self.show(v))" }
+            return nil
+        case .macAddress:
+            guard let s = v.stringValue, s.utf8.count == 17,
+                  s.split(separator: ":", omittingEmptySubsequences: false).allSatisfy({ $0.count == 2 && UInt8($0, radix: 16) != nil })
+            else { return "is not a MAC address (like fa:16:3e:00:00:01): \(Self.show(v))" }
             return nil
         case .list(let rule, let max):
             guard let a = v.arrayValue else { return "is not a list (\(Self.shape(v)))" }

@@ -184,6 +184,13 @@ public struct ConversionHostSettings: Sendable, Equatable {
     }
 
     /// The flavor, required to deploy.
+    /// What deploying this host creates, by the filter variable of its kind (export leaves them out).
+    public var ownNames: [String: Set<String>] {
+        ["os_migrate_workloads_filter": [hostName], "os_migrate_networks_filter": [networkName], "os_migrate_subnets_filter": [subnetName],
+         "os_migrate_routers_filter": [routerName], "os_migrate_security_groups_filter": [securityGroupName],
+         "os_migrate_keypairs_filter": [keypairName]]
+    }
+
     public func requireFlavor() throws -> String {
         guard let flavorName else {
             throw ConfigError("\(origin): os_migrate_\(side.rawValue)_conversion_flavor_name (or os_migrate_conversion_flavor_name) is not set: "

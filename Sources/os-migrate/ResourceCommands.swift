@@ -13,7 +13,7 @@ enum KindSelection {
         if names.isEmpty || names.contains("all") {
             guard let dataDir else { return ResourceRegistry.kinds }
             return ResourceRegistry.kinds.filter {
-                FileManager.default.fileExists(atPath: (dataDir as NSString).appendingPathComponent($0.fileName))
+                DataDirectory.hasEntry((dataDir as NSString).appendingPathComponent($0.fileName))
             }
         }
         var out: [any ResourceKind.Type] = []
@@ -31,11 +31,26 @@ enum KindSelection {
     static func load(_ kinds: [any ResourceKind.Type], dataDir: String) throws -> [KindFile] {
         try kinds.map { kind in
             let path = (dataDir as NSString).appendingPathComponent(kind.fileName)
-            guard FileManager.default.fileExists(atPath: path) else {
+            guard DataDirectory.hasEntry(path) else {
                 throw DataFileError(path, "not found (run `os-migrate export \(kind.name)` first)")
             }
             return KindFile(kind: kind, file: try ResourceFile.load(path))
         }
+    }
+}
+
+struct RenameOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Rename at import: KIND:SOURCE=DESTINATION (KIND: projects, users, flavors, images, networks..., domains, volume-types, availability-zones); references follow (repeatable).", valueName: "kind:src=dst"))
+    var mapName: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Prefix the names of the data directory's projects, users and flavors at import, or KIND=PREFIX for one kind; references follow (repeatable).", valueName: "prefix"))
+    var renamePrefix: [String] = []
+
+    /// The renames these options ask for (checked: conflicts, over-long or unprintable names).
+    func mapping(dataDir: String) throws -> NameMapping {
+        var names = NameMapping()
+        for m in mapName { try names.add(spec: m) }
+        for p in renamePrefix { try names.add(prefixSpec: p, dataDir: dataDir) }
+        return names
     }
 }
 
@@ -62,11 +77,12 @@ struct ExportCommand: AsyncParsableCommand {
             let selected = try KindSelection.resolve(kinds.isEmpty ? ["all"] : kinds)
             let nameFilters = try NameFilters(cli: filters.filter, vars: config.vars)
             let session = try CloudSession(profile: try config.requireSource(), transport: transport)
+            try await session.checkRegion()
             let sink = ConsoleSink(json: common.json, showItems: common.verbose > 0)
             let start = ContinuousClock.now
             var exportOptions = ExportOptions(imageBlobsDir: imageBlobsDir)
-            // The source conversion host is never a workload.
-            exportOptions.excludedServerNames = [try ConversionHostSettings.load(side: .src, vars: config.vars, dataDir: config.dataDir).hostName]
+            // The source conversion host and what it was deployed with are never exported.
+            exportOptions.excludedNames = try ConversionHostSettings.load(side: .src, vars: config.vars, dataDir: config.dataDir).ownNames
             let summaries = try await Exporter.run(kinds: selected, session: session, dataDir: config.dataDir,
                                                    filters: nameFilters, sink: sink,
                                                    options: exportOptions)
@@ -101,10 +117,7 @@ struct ImportCommand: AsyncParsableCommand {
     var imageBlobsDir: String?
     @Option(name: .long, help: ArgumentHelp("A YAML or JSON mapping of user name to initial password, for the users import creates (never printed).", valueName: "file"))
     var userPasswordFile: String?
-    @Option(name: .long, help: ArgumentHelp("Rename at import: KIND:SOURCE=DESTINATION (KIND: projects, users, flavors, images, networks..., domains, volume-types, availability-zones); references follow (repeatable).", valueName: "kind:src=dst"))
-    var mapName: [String] = []
-    @Option(name: .long, help: ArgumentHelp("Prefix the names of the data directory's projects, users and flavors at import, or KIND=PREFIX for one kind; references follow (repeatable).", valueName: "prefix"))
-    var renamePrefix: [String] = []
+    @OptionGroup var renames: RenameOptions
     @OptionGroup(title: "Workloads") var workloads: WorkloadImportOptions
     @OptionGroup var filters: FilterOptions
     @OptionGroup var common: CommonOptions
@@ -119,7 +132,7 @@ struct ImportCommand: AsyncParsableCommand {
             var selected = try KindSelection.resolve(kinds, dataDir: config.dataDir)
             // `all` is every data file, workloads.yml included: its VMs migrate after the resources
             // they need (a running VM is skipped unless --stop-source).
-            guard !selected.isEmpty else { throw ConfigError("\(config.dataDir): no data files to import") }
+            guard !selected.isEmpty else { throw ConfigError(DataDirectory.noFilesMessage(config.dataDir, action: "import")) }
             let workloadKinds = selected.filter { !$0.importedByEngine }
             selected = selected.filter { $0.importedByEngine }
             let named = !(kinds.isEmpty || kinds.contains("all"))
@@ -127,9 +140,7 @@ struct ImportCommand: AsyncParsableCommand {
             let workloadFiles = try KindSelection.load(workloadKinds, dataDir: config.dataDir).filter { named || !$0.file.records.isEmpty }
             let files = try KindSelection.load(selected, dataDir: config.dataDir)
             let nameFilters = try NameFilters(cli: filters.filter, vars: config.vars)
-            var names = NameMapping()
-            for m in mapName { try names.add(spec: m) }
-            for p in renamePrefix { try names.add(prefixSpec: p, dataDir: config.dataDir) }
+            var names = try renames.mapping(dataDir: config.dataDir)
             try workloads.add(to: &names, vars: config.vars)
             let collisions = Validator.collisions(files + workloadFiles, names: names)
             if !collisions.isEmpty { throw ValidationFailure(collisions) }
@@ -154,6 +165,8 @@ struct ImportCommand: AsyncParsableCommand {
                 }
             }
             let session = try CloudSession(profile: try config.requireDestination(), transport: transport)
+            try await session.checkRegion()
+            try await resource.source?.checkRegion()
             let sink = ConsoleSink(json: common.json)
             if files.contains(where: { $0.kind.name == DetachedVolumeKind.name && !$0.file.records.isEmpty }), !noData {
                 // Volume data moves through the conversion hosts.
@@ -168,7 +181,7 @@ struct ImportCommand: AsyncParsableCommand {
                     throw ConfigError("detached-volumes: their data moves through the conversion hosts, which are not available (\(error)); "
                         + "or pass --no-data to create the volumes empty")
                 }
-                resource.volumeCopier = ConversionHostVolumeCopier(hosts: hosts, src: src, dst: session) { label, p in
+                resource.volumeCopier = ConversionHostVolumeCopier(hosts: hosts, src: src, dst: session, ledgerDir: config.dataDir) { label, p in
                     sink.progress(ProgressEvent(kind: DetachedVolumeKind.name, name: label, phase: "copy", done: Int64(p.bytesDone),
                                                 total: Int64(p.bytesTotal), rate: p.rate))
                 }
@@ -199,17 +212,23 @@ struct ValidateCommand: AsyncParsableCommand {
         abstract: "Check the data files; with --dst-cloud, also that every reference resolves.")
 
     @Argument(help: "Kinds to validate (default: every file in the data directory).") var kinds: [String] = []
+    @OptionGroup var renames: RenameOptions
+    @OptionGroup var filters: FilterOptions
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
         try await CommandRunner.run(common) { transport in
             let config = try common.configuration()
             let selected = try KindSelection.resolve(kinds, dataDir: config.dataDir)
-            guard !selected.isEmpty else { throw ConfigError("\(config.dataDir): no data files to validate") }
+            guard !selected.isEmpty else { throw ConfigError(DataDirectory.noFilesMessage(config.dataDir, action: "validate")) }
             let files = try KindSelection.load(selected, dataDir: config.dataDir)
+            // What import would refuse before its first write, validate refuses too.
+            _ = try NameFilters(cli: filters.filter, vars: config.vars)
             var problems = Validator.check(files)
+            if problems.isEmpty { problems = Validator.collisions(files, names: try renames.mapping(dataDir: config.dataDir)) }
             if problems.isEmpty, let dst = config.dst {
                 let session = try CloudSession(profile: dst, transport: transport)
+                try await session.checkRegion()
                 let resolver = try await ReferenceResolver(session: session)
                 // Anything in any data file counts as "will exist".
                 let all = try KindSelection.load(KindSelection.resolve([], dataDir: config.dataDir), dataDir: config.dataDir)

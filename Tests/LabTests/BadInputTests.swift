@@ -159,18 +159,24 @@ struct BadInputTests {
             let data = dir + "/data"
             try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
             try c.text.write(toFile: data + "/" + c.file, atomically: true, encoding: .utf8)
-            let clouds = try LabClouds.write(["dst": dst.profile], in: dir)
+            // Neutron through a counting proxy: the writes are counted as they are sent.
+            let proxy = try await FaultProxy(upstream: "http://127.0.0.1:9696", faults: .none)
+            let clouds = try LabClouds.write(["dst": dst.profile(endpointOverrides: ["network": proxy.url + "/v2.0"])], in: dir)
             let session = try dst.session()
             let before = try await Self.inventory(session)
             let kind = c.file.replacingOccurrences(of: ".yml", with: "").replacingOccurrences(of: "_", with: "-")
-            let r = try await CLIRunner.run(["import", kind, "--dst-cloud", "dst", "--data-dir", data],
-                                            env: ["OS_CLIENT_CONFIG_FILE": clouds])
-            #expect(r.exitCode == 1)
-            let expected = "os-migrate: error: " + c.error.replacingOccurrences(of: "DATA", with: data)
-            let lines = r.stderr.split(separator: "\n").map(String.init)
-            #expect(lines.first?.hasPrefix(expected) == true, "got: \(r.stderr)")
-            #expect(lines.count == 1, "one line expected, got: \(r.stderr)")
-            #expect(r.stdout.isEmpty)
+            for command in [["validate", kind], ["import", kind, "--dry-run"], ["import", kind]] {
+                let r = try await CLIRunner.run(command + ["--dst-cloud", "dst", "--data-dir", data], env: ["OS_CLIENT_CONFIG_FILE": clouds])
+                #expect(r.exitCode == 1, "\(command)")
+                let expected = "os-migrate: error: " + c.error.replacingOccurrences(of: "DATA", with: data)
+                let lines = r.stderr.split(separator: "\n").map(String.init)
+                #expect(lines.first?.hasPrefix(expected) == true, "\(command) got: \(r.stderr)")
+                #expect(lines.count == 1, "\(command): one line expected, got: \(r.stderr)")
+                #expect(r.stdout.isEmpty)
+            }
+            let writes = proxy.stats.requests.filter { $0.key != "GET" && $0.key != "HEAD" }
+            try await proxy.shutdown()
+            #expect(writes.isEmpty, "write requests reached Neutron: \(writes)")
             #expect(try await Self.inventory(session) == before)
         }
     }
@@ -199,6 +205,79 @@ struct BadInputTests {
             let item = json.stdout.split(separator: "\n").compactMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
                 .first { $0["event"]?.stringValue == "item" }
             #expect(item?["name"]?.stringValue == name, "\(json.stdout)")
+        }
+    }
+
+    @Test("command-line and directory mistakes: one exact line, exit 1, the same from validate and import")
+    func commandLineMistakes() async throws {
+        try await Self.tenant.run { dst in
+            let dir = try LabClouds.tempDir("badcli")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            var bogus = dst.profile
+            bogus.regionName = "Nowhere"
+            let clouds = try LabClouds.write(["dst": dst.profile, "bogus": bogus], in: dir)
+            let data = dir + "/data"
+            try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+            try Self.doc(Self.net).write(toFile: data + "/networks.yml", atomically: true, encoding: .utf8)
+            try "os_migrate_networks_filter:\n  - regex: '('\n".write(toFile: dir + "/vars.yml", atomically: true, encoding: .utf8)
+            let loop = dir + "/loop"
+            try FileManager.default.createDirectory(atPath: loop, withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: loop + "/networks.yml", withDestinationPath: "networks.yml")
+            try Self.doc("").write(toFile: loop + "/subnets.yml", atomically: true, encoding: .utf8)
+            let session = try dst.session()
+            let before = try await Self.inventory(session)
+            let cases: [(args: [String], error: String)] = [
+                (["--data-dir", ""], "--data-dir is empty: give the data directory's path"),
+                (["--data-dir", dir + "/none"], "\(dir)/none: no such data directory (run `os-migrate export` first, or pass --data-dir DIR)"),
+                (["--data-dir", data + "/networks.yml"], "\(data)/networks.yml: not a directory (--data-dir names the data directory)"),
+                (["--data-dir", data, "--vars", dir + "/vars.yml"],
+                 "vars file \(dir)/vars.yml: os_migrate_networks_filter[0]: '(' is not a valid regular expression"),
+                (["--data-dir", loop], "\(loop)/networks.yml: cannot be read: a symbolic link that loops"),
+                (["--data-dir", data, "--dst-cloud", "bogus"], "cloud 'bogus': region 'Nowhere' is not in its catalog (regions there: RegionOne)"),
+            ]
+            for c in cases {
+                for command in [["validate"], ["import", "--dry-run"], ["import"]] {
+                    var args = command + c.args
+                    if !args.contains("--dst-cloud") { args += ["--dst-cloud", "dst"] }
+                    let r = try await CLIRunner.run(args, env: ["OS_CLIENT_CONFIG_FILE": clouds])
+                    #expect(r.exitCode == 1, "\(args)")
+                    #expect(r.stderr == "os-migrate: error: \(c.error)\n", "\(args): \(r.stderr)")
+                    #expect(r.stdout.isEmpty, "\(args): \(r.stdout)")
+                }
+            }
+            #expect(try await Self.inventory(session) == before)
+        }
+    }
+
+    @Test("a rule listed twice is one rule: created once, the other ok; the rerun writes nothing")
+    func ruleListedTwice() async throws {
+        try await LabTenant.with("duprule") { dst in
+            let dir = try LabClouds.tempDir("duprule")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let data = dir + "/data"
+            try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+            let session = try dst.session()
+            _ = try await session.create(Neutron.securityGroups, ["name": "dup-g", "description": ""])
+            let rule = "- {type: openstack.network.SecurityGroupRule, params: {security_group_ref: {name: dup-g}, direction: ingress, ether_type: IPv4, protocol: tcp, port_range_min: 22, port_range_max: 22, remote_ip_prefix: 10.0.0.0/8}}"
+            try Self.doc(rule + "\n" + rule + "\n" + rule).write(toFile: data + "/security_group_rules.yml", atomically: true, encoding: .utf8)
+            let clouds = try LabClouds.write(["dst": dst.profile], in: dir)
+            let args = ["import", "security-group-rules", "--dst-cloud", "dst", "--data-dir", data, "--keep-unlisted-rules", "--json"]
+            for (i, attempt) in [args + ["--dry-run"], args, args].enumerated() {
+                let r = try await CLIRunner.run(attempt, env: ["OS_CLIENT_CONFIG_FILE": clouds])
+                #expect(r.exitCode == 0, "\(r.stderr)\n\(r.stdout)")
+                let recap = CLIEvents.recap(r.stdout)
+                // The recap counts resources: the three lines are one rule.
+                #expect(CLIEvents.items(r.stdout, "changed").count == (i < 2 ? 1 : 0), "\(r.stdout)")
+                if i < 2 {
+                    #expect(CLIEvents.all(r.stdout).filter { $0["message"]?.stringValue == "listed more than once in the file: one rule" }.count == 2,
+                            "\(r.stdout)")
+                    #expect(CLIEvents.count(recap, "changed") == 1 && CLIEvents.count(recap, "api_writes") == (i == 0 ? 0 : 1), "\(r.stdout)")
+                } else {
+                    #expect(CLIEvents.count(recap, "ok") == 1 && CLIEvents.count(recap, "api_writes") == 0, "\(r.stdout)")
+                }
+            }
+            let rules = try await session.list(Neutron.securityGroupRules).collect().filter { $0.remoteIPPrefix == "10.0.0.0/8" }
+            #expect(rules.count == 1, "\(rules.count) rules")
         }
     }
 

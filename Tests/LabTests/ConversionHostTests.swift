@@ -122,6 +122,15 @@ struct ConversionHostTests {
             #expect(!ingress.contains { $0.protocol == nil })
         }
 
+        // What the source host was deployed with is never exported as the tenant's own.
+        let exp = try await cli(["export", "networks", "subnets", "routers", "router-interfaces", "security-groups",
+                                 "security-group-rules", "keypairs", "workloads"], lab)
+        #expect(exp.exitCode == 0, "\(exp.stderr)")
+        for file in ["networks", "subnets", "routers", "router_interfaces", "security_groups", "security_group_rules", "keypairs", "workloads"] {
+            let text = try String(contentsOfFile: lab.dataDir + "/\(file).yml", encoding: .utf8)
+            #expect(!text.contains("os_migrate_conv"), "\(file).yml: \(text)")
+        }
+
         // Host keys pinned in the data dir, one alias per server, equal to the sshds' keys.
         let srcServerID = try #require(try await srcSession.named(Nova.servers, "os_migrate_conv_src").first?.id)
         let dstServerID = try #require(try await dstSession.named(Nova.servers, "os_migrate_conv_dst").first?.id)

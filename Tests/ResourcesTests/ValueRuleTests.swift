@@ -33,6 +33,10 @@ struct ValueRuleTests {
         #expect(ValueRule.routes.problem([["destination": "10.0.0.0/8"]]) == "[0] has no nexthop")
         #expect(ValueRule.list(.ipAddress, max: 2).problem(["8.8.8.8", "1.1.1.1", "9.9.9.9"]) == "has 3 entries (at most 2)")
         #expect(ValueRule.cidr.problem(.null) == nil)
+        #expect(ValueRule.macAddress.problem("fa:16:3e:0a:bc:FF") == nil)
+        #expect(ValueRule.macAddress.problem("fa:16:3e:0a:bc") == #"is not a MAC address (like fa:16:3e:00:00:01): "fa:16:3e:0a:bc""#)
+        #expect(ValueRule.macAddress.problem("fa:16:3e:0a:bc:zz") != nil)
+        #expect(ValueRule.macAddress.problem("fa:16:3e:0a:b:c0f") != nil)
     }
 
     @Test("subnets: the family of the cidr, a gateway and pools inside it")

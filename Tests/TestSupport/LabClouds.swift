@@ -11,6 +11,7 @@ public enum LabClouds {
             text += "  \(name):\n    auth:\n"
             for (k, v) in p.auth.sorted(by: { $0.key < $1.key }) { text += "      \(k): '\(v)'\n" }
             if let r = p.regionName { text += "    region_name: \(r)\n" }
+            for (service, url) in p.endpointOverrides.sorted(by: { $0.key < $1.key }) { text += "    \(service)_endpoint_override: '\(url)'\n" }
             text += "    interface: \(p.interface)\n    identity_api_version: 3\n"
         }
         let path = (dir as NSString).appendingPathComponent("clouds.yaml")

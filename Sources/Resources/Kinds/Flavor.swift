@@ -37,12 +37,15 @@ public enum FlavorKind: ResourceKind {
         }
     }
 
+    /// Nova's limits (a 32-bit signed whole number; at least one CPU and 1 MiB of RAM).
+    public static let valueRules: [String: ValueRule] = [
+        "vcpus": .int(1...2_147_483_647), "ram": .int(1...2_147_483_647), "disk": .int(0...2_147_483_647),
+        "ephemeral": .int(0...2_147_483_647), "swap": .int(0...2_147_483_647), "rxtx_factor": .number(0.000001...3.4e38),
+        "description": .string(max: 65535, line: false),
+    ]
+
     public static func validate(_ record: ResourceRecord) -> [String] {
         var out: [String] = []
-        for key in ["vcpus", "ram", "disk", "ephemeral", "swap"] {
-            if let v = record.params[key], !v.isNull, (v.intValue ?? -1) < 0 { out.append("params.\(key) is not a non-negative integer") }
-        }
-        if let v = record.params["rxtx_factor"], !v.isNull, (v.doubleValue ?? 0) <= 0 { out.append("params.rxtx_factor is not a positive number") }
         if let v = record.params["extra_specs"], !v.isNull {
             if let o = v.objectValue {
                 for (k, s) in o.sorted(by: { $0.key < $1.key }) where s.stringValue == nil {

@@ -107,6 +107,15 @@ public enum ImageKind: ResourceKind {
         }
     }
 
+    /// Glance's formats (its defaults for `disk_formats` and `container_formats`) and limits.
+    public static let valueRules: [String: ValueRule] = [
+        "disk_format": .oneOf(["ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"]),
+        "container_format": .oneOf(["ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"]),
+        "min_disk": .int(0...2_147_483_647), "min_ram": .int(0...2_147_483_647),
+        "os_distro": .string(max: 255, line: true), "os_version": .string(max: 255, line: true),
+        "architecture": .string(max: 255, line: true),
+    ]
+
     public static func validate(_ record: ResourceRecord) -> [String] {
         var out: [String] = []
         for key in ["container_format", "disk_format"] {
@@ -122,9 +131,6 @@ public enum ImageKind: ResourceKind {
         if let p = record.params["properties"], !p.isNull, p.objectValue == nil { out.append("params.properties is not a mapping") }
         for key in (record.params["properties"]?.objectValue ?? [:]).keys.sorted() where key.hasPrefix("os_glance_") {
             out.append("params.properties.\(key) is reserved by Glance")
-        }
-        for key in ["min_disk", "min_ram"] {
-            if let v = record.params[key], !v.isNull, (v.intValue ?? -1) < 0 { out.append("params.\(key) is not a non-negative integer") }
         }
         if let s = record.info["size"], !s.isNull, (s.intValue ?? -1) < 0 { out.append("_info.size is not a non-negative integer") }
         return out

@@ -161,7 +161,10 @@ public enum SecurityGroupRuleKind: ResourceKind {
 
     public static func plan(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> ImportStep {
         let (group, key, body) = try await desiredBody(record, ctx)
-        let create: ImportStep = .create(detail: "") { try await createRule(body, ctx) }
+        // A rule listed twice in the file is one rule: the first of them creates it.
+        let create: ImportStep = await ctx.cache.claim("security-group-rule \(group) \(key)")
+            ? .create(detail: "") { try await createRule(body, ctx) }
+            : .ok(id: "", note: "listed more than once in the file: one rule")
         if group.hasPrefix(ReferenceResolver.placeholderPrefix) { return create }
         let existing = try await rules(of: group, ctx).filter { MatchKey(api: $0) == key }
         guard let rule = existing.first, let id = rule["id"]?.stringValue else { return create }

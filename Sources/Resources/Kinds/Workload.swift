@@ -63,7 +63,14 @@ public enum WorkloadKind: ResourceKind {
             let pp = p["params"]
             if Reference(pp?["network_ref"]) == nil { out.append("params.ports[\(i)].params.network_ref is missing") }
             for (j, ip) in (pp?["fixed_ips_refs"]?.arrayValue ?? []).enumerated() {
-                if ip["ip_address"]?.stringValue == nil { out.append("params.ports[\(i)].params.fixed_ips_refs[\(j)].ip_address is missing") }
+                if ip["ip_address"]?.stringValue == nil {
+                    out.append("params.ports[\(i)].params.fixed_ips_refs[\(j)].ip_address is missing")
+                } else if let problem = ValueRule.ipAddress.problem(ip["ip_address"]!) {
+                    out.append("params.ports[\(i)].params.fixed_ips_refs[\(j)].ip_address \(problem)")
+                }
+            }
+            if let mac = pp?["mac_address"], let problem = ValueRule.macAddress.problem(mac) {
+                out.append("params.ports[\(i)].params.mac_address \(problem)")
             }
             if m["port_creation_mode"]?.stringValue ?? "nova" == "nova", (pp?["fixed_ips_refs"]?.arrayValue?.count ?? 0) > 1 {
                 out.append("params.ports[\(i)] has several fixed IPs: port_creation_mode nova keeps only one per port, use neutron")
@@ -130,7 +137,7 @@ public enum WorkloadKind: ResourceKind {
         let servers = try await ctx.session.list(JSONValue.self, APIRequest(ServiceType.compute, .GET, "/servers/detail"), key: "servers")
             .collect().compactMap(\.objectValue)
             .filter { ($0["tenant_id"]?.stringValue ?? ctx.projectID) == ctx.projectID }
-            .filter { !ctx.options.excludedServerNames.contains($0["name"]?.stringValue ?? "") }
+            .filter { !(ctx.options.excludedNames[filterVariable] ?? []).contains($0["name"]?.stringValue ?? "") }
         // One listing of the project's ports and floating IPs serves every server.
         let ports = try await ctx.session.list(
             JSONValue.self, APIRequest(ServiceType.network, .GET, "/ports", query: [QueryItem("project_id", ctx.projectID)]), key: "ports"
