@@ -9,25 +9,22 @@ extension ConversionHosts {
     /// router, subnet and network when managed. Idempotent. The data-dir keys are kept.
     public static func delete(_ settings: ConversionHostSettings, session: CloudSession, log: @escaping Log) async throws {
         let side = settings.side
-        func report(_ kind: String, _ name: String, _ status: ItemResult.Status, _ message: String = "", id: String? = nil) {
-            log(ItemResult(kind: "\(side.rawValue) \(kind)", name: name, status: status, message: message,
-                           action: status == .changed ? "deleted" : nil, id: id))
-        }
+        let report = Reporter(prefix: side.rawValue, log: log, changedAction: "deleted")
         let projectID = try await session.currentProjectID
         let owned = [QueryItem("project_id", projectID)]
 
         let servers = try await session.named(Nova.servers, settings.hostName)
-        if servers.isEmpty { report("server", settings.hostName, .ok, "absent") }
+        if servers.isEmpty { report.ok("server", settings.hostName, "absent") }
         for server in servers {
             if settings.manageFloatingIP {
                 for port in try await session.list(Neutron.ports, query: [QueryItem("device_id", server.id)]).collect() {
                     for fip in try await session.list(Neutron.floatingIPs, query: [QueryItem("port_id", port.id)]).collect() {
                         if settings.deleteFloatingIP && settings.floatingIPAddress != fip.floatingIPAddress {
                             try await session.delete(Neutron.floatingIPs, fip.id)
-                            report("floating IP", fip.floatingIPAddress, .changed, id: fip.id)
+                            report.changed("floating IP", fip.floatingIPAddress, id: fip.id)
                         } else {
                             _ = try await session.update(Neutron.floatingIPs, fip.id, ["port_id": .null])
-                            report("floating IP", fip.floatingIPAddress, .changed, "disassociated, kept", id: fip.id)
+                            report.changed("floating IP", fip.floatingIPAddress, "disassociated, kept", id: fip.id)
                         }
                     }
                 }
@@ -38,27 +35,27 @@ extension ConversionHosts {
                 try await session.find(Nova.servers, id: server.id)?.status
             }
             try unpin(serverID: server.id, settings: settings)
-            report("server", server.name, .changed, id: server.id)
+            report.changed("server", server.name, id: server.id)
         }
 
         if try await session.keypair(settings.keypairName) != nil {
             try await session.deleteKeypair(settings.keypairName)
-            report("keypair", settings.keypairName, .changed)
+            report.changed("keypair", settings.keypairName)
         } else {
-            report("keypair", settings.keypairName, .ok, "absent")
+            report.ok("keypair", settings.keypairName, "absent")
         }
 
         let groups = try await session.named(Neutron.securityGroups, settings.securityGroupName, query: owned)
-        if groups.isEmpty { report("security group", settings.securityGroupName, .ok, "absent") }
+        if groups.isEmpty { report.ok("security group", settings.securityGroupName, "absent") }
         for g in groups {
             try await retryingConflicts { try await session.delete(Neutron.securityGroups, g.id) }
-            report("security group", g.name, .changed, id: g.id)
+            report.changed("security group", g.name, id: g.id)
         }
 
         guard settings.manageNetwork else { return }
         let networks = try await session.named(Neutron.networks, settings.networkName, query: owned)
         let routers = try await session.named(Neutron.routers, settings.routerName, query: owned)
-        if routers.isEmpty { report("router", settings.routerName, .ok, "absent") }
+        if routers.isEmpty { report.ok("router", settings.routerName, "absent") }
         for r in routers {
             for p in try await session.list(Neutron.ports, query: [QueryItem("device_id", r.id)]).collect()
             where (p.deviceOwner ?? "").hasPrefix("network:router_interface") {
@@ -68,16 +65,16 @@ extension ConversionHosts {
                 _ = try await session.update(Neutron.routers, r.id, ["external_gateway_info": [:]])
             }
             try await retryingConflicts { try await session.delete(Neutron.routers, r.id) }
-            report("router", r.name, .changed, id: r.id)
+            report.changed("router", r.name, id: r.id)
         }
         if networks.isEmpty {
-            report("subnet", settings.subnetName, .ok, "absent")
-            report("network", settings.networkName, .ok, "absent")
+            report.ok("subnet", settings.subnetName, "absent")
+            report.ok("network", settings.networkName, "absent")
         }
         for n in networks {
             for s in try await session.named(Neutron.subnets, settings.subnetName, query: [QueryItem("network_id", n.id)]) {
                 try await retryingConflicts { try await session.delete(Neutron.subnets, s.id) }
-                report("subnet", s.name, .changed, id: s.id)
+                report.changed("subnet", s.name, id: s.id)
             }
             do {
                 try await retryingConflicts { try await session.delete(Neutron.networks, n.id) }
@@ -86,7 +83,7 @@ extension ConversionHosts {
                 throw ConversionHostError(.other, "network \(n.name) in cloud '\(session.profile.name)' is still in use by "
                     + "\(ports.count) port(s) (\(ports.map { $0.deviceOwner ?? $0.id }.joined(separator: ", "))): delete them, then run delete again")
             }
-            report("network", n.name, .changed, id: n.id)
+            report.changed("network", n.name, id: n.id)
         }
     }
 

@@ -62,13 +62,13 @@ extension ConversionHosts {
     /// A host already pinned is left as it is, unless the server was just created (its old pin,
     /// for an earlier server of the same id, cannot exist; an address's old pin is never reused).
     static func pinHostKey(_ host: ConversionHost, settings: ConversionHostSettings, fresh: Bool,
-                           report: (String, String, ItemResult.Status, String, String?, String?) -> Void) async throws
+                           report: Reporter) async throws
     {
         let alias = HostKeyPinning.alias(serverID: host.serverID)
         let file = settings.knownHostsPath
         let current = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
         if !HostKeyPinning.lines(for: alias, in: current).isEmpty && !fresh {
-            report("host key", alias, .ok, "pinned in \(file)", nil, nil)
+            report.ok("host key", alias, "pinned in \(file)")
             return
         }
         try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
@@ -82,8 +82,8 @@ extension ConversionHosts {
                 let keys = HostKeyPinning.parseKeyscan(r.stdout)
                 if !keys.isEmpty {
                     try writePins(file: file) { HostKeyPinning.pinning(alias, keys: keys, in: $0) }
-                    report("host key", alias, .changed, "pinned \(keys.map(\.type).joined(separator: ", ")) on first contact in \(file)",
-                           "created", nil)
+                    report.changed("host key", alias, "pinned \(keys.map(\.type).joined(separator: ", ")) on first contact in \(file)",
+                                   action: "created")
                     return
                 }
                 lastProblem = r.lastErrorLine ?? "no host key received"
@@ -100,7 +100,7 @@ extension ConversionHosts {
                 let r = try await LocalCommand.run(first.sshArguments() + ["true"], timeout: 60)
                 let pinned = HostKeyPinning.lines(for: alias, in: (try? String(contentsOfFile: file, encoding: .utf8)) ?? "")
                 if !pinned.isEmpty {
-                    report("host key", alias, .changed, "pinned on first contact through \(settings.proxyJump!) in \(file)", "created", nil)
+                    report.changed("host key", alias, "pinned on first contact through \(settings.proxyJump!) in \(file)", action: "created")
                     return
                 }
                 lastProblem = r.lastErrorLine ?? "exit status \(r.status)"

@@ -45,18 +45,16 @@ extension ConversionHosts {
                             srcSession: CloudSession? = nil, dstSession: CloudSession? = nil,
                             log: @escaping Log) async throws -> ConversionHostPair
     {
-        func report(_ kind: String, _ name: String, _ status: ItemResult.Status, _ message: String = "", action: String? = nil) {
-            log(ItemResult(kind: "link \(kind)", name: name, status: status, message: message, action: action))
-        }
+        let report = Reporter(prefix: "link", log: log)
         let settings = sourceSettings
         let key = try await ensureKeyFile(settings.linkKeypairPrivatePath, settings: settings, what: "link key", generate: true)
-        report("ssh key", settings.linkKeypairPrivatePath, key.created ? .changed : .ok, key.created ? "generated" : "",
+        report.item("ssh key", settings.linkKeypairPrivatePath, key.created ? .changed : .ok, key.created ? "generated" : "",
                action: key.created ? "created" : nil)
 
         // 1. Authorize the link key on the source host.
         let pubLine = SSHKeys.authorizedKeysLine(key.text, comment: "os-migrate-link")
         try await src.runChecked(RemoteShell.appendOnce(line: pubLine, to: settings.authorizedKeysFile), what: "authorizing the link key")
-        report("authorized key", "\(src.name):\(settings.authorizedKeysFile)", .ok)
+        report.ok("authorized key", "\(src.name):\(settings.authorizedKeysFile)")
 
         // 2. The private key and the source host's pinned key on the destination host.
         let files = linkFiles(source: src)
@@ -70,7 +68,7 @@ extension ConversionHosts {
         }
         try await dst.runChecked(RemoteShell.writeStdin(to: files.knownHosts), stdin: Data((pinned.joined(separator: "\n") + "\n").utf8),
                                  what: "installing the source host's pinned key")
-        report("files", "\(dst.name):\(files.key)", .ok)
+        report.ok("files", "\(dst.name):\(files.key)")
 
         // 3. SSH rules for the destination host's egress addresses when SSH is restricted.
         if let srcSession, let dstSession {
@@ -81,7 +79,7 @@ extension ConversionHosts {
         // 4. Check from the destination host.
         let pair = pair(src: src, dst: dst, sourceSettings: settings)
         let version = try await checkLink(pair, timeout: settings.sshTimeout, executable: settings.agentExecutable)
-        report("check", "\(dst.name) → \(src.name)", .ok, version)
+        report.ok("check", "\(dst.name) → \(src.name)", version)
         return pair
     }
 
@@ -135,7 +133,7 @@ extension ConversionHosts {
     /// floating IP and its router's gateway), when SSH is not open to all.
     static func allowLinkSource(src: ConversionHost, dst: ConversionHost, sourceSettings: ConversionHostSettings,
                                 srcSession: CloudSession, dstSession: CloudSession,
-                                report: (String, String, ItemResult.Status, String, String?) -> Void) async throws
+                                report: Reporter) async throws
     {
         let srcProject = try await srcSession.currentProjectID
         guard let group = try await srcSession.named(Neutron.securityGroups, sourceSettings.securityGroupName,
@@ -158,7 +156,7 @@ extension ConversionHosts {
                 "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": .string(s + "/32"),
                 "description": .string("\(SecurityGroupDescription.linkRulePrefix) \(dst.name)"),
             ])
-            report("security group rule", "\(group.name): SSH from \(s)/32", .changed, "the destination host", "created")
+            report.changed("security group rule", "\(group.name): SSH from \(s)/32", "the destination host", action: "created")
         }
     }
 }

@@ -15,16 +15,14 @@ extension ConversionHosts {
     public static func deploy(_ settings: ConversionHostSettings, session: CloudSession, log: @escaping Log) async throws -> ConversionHost {
         let side = settings.side
         let cloud = session.profile.name
-        func report(_ kind: String, _ name: String, _ status: ItemResult.Status, _ message: String = "", action: String? = nil, id: String? = nil) {
-            log(ItemResult(kind: "\(side.rawValue) \(kind)", name: name, status: status, message: message, action: action, id: id))
-        }
+        let report = Reporter(prefix: side.rawValue, log: log)
         let flavorName = try settings.requireFlavor()
         let externalName: String? = (settings.manageNetwork || settings.manageFloatingIP) ? try settings.requireExternalNetwork() : nil
 
         // The key pair file first: nothing in the cloud is worth creating without it.
         let publicKey = try await ensureKeyFile(settings.keypairPrivatePath, settings: settings, what: "conversion host key",
                                                 generate: settings.generateKeypair)
-        report("ssh key", settings.keypairPrivatePath, publicKey.created ? .changed : .ok, publicKey.created ? "generated" : "",
+        report.item("ssh key", settings.keypairPrivatePath, publicKey.created ? .changed : .ok, publicKey.created ? "generated" : "",
                action: publicKey.created ? "created" : nil)
 
         // Look everything up before creating anything.
@@ -47,18 +45,18 @@ extension ConversionHosts {
         if settings.manageNetwork {
             if let n = try await session.named(Neutron.networks, settings.networkName, query: owned).first {
                 network = n
-                report("network", n.name, .ok, id: n.id)
+                report.ok("network", n.name, id: n.id)
             } else {
                 var attrs: JSONObject = ["name": .string(settings.networkName), "admin_state_up": true,
                                          "description": "os-migrate conversion host network"]
                 if let mtu = settings.networkMTU { attrs["mtu"] = .int(mtu) }
                 network = try await session.create(Neutron.networks, attrs)
-                report("network", network.name, .changed, action: "created", id: network.id)
+                report.changed("network", network.name, action: "created", id: network.id)
             }
             let subnet: Subnet
             if let s = try await session.named(Neutron.subnets, settings.subnetName, query: [QueryItem("network_id", network.id)]).first {
                 subnet = s
-                report("subnet", s.name, .ok, s.cidr, id: s.id)
+                report.ok("subnet", s.name, s.cidr, id: s.id)
             } else {
                 subnet = try await session.create(Neutron.subnets, [
                     "name": .string(settings.subnetName), "network_id": .string(network.id), "ip_version": 4,
@@ -66,13 +64,13 @@ extension ConversionHosts {
                     "allocation_pools": [["start": .string(settings.allocationStart), "end": .string(settings.allocationEnd)]],
                     "dns_nameservers": .array(settings.dnsNameservers.map(JSONValue.string)),
                 ])
-                report("subnet", subnet.name, .changed, subnet.cidr, action: "created", id: subnet.id)
+                report.changed("subnet", subnet.name, subnet.cidr, action: "created", id: subnet.id)
             }
             try await ensureRouter(settings, session: session, subnet: subnet, external: external!, owned: owned, report: report)
         } else {
             network = try one(try await session.named(Neutron.networks, settings.networkName), "network '\(settings.networkName)'",
                               cloud: cloud, key: "os_migrate_conversion_net_name", settings: settings)
-            report("network", network.name, .ok, "not managed (os_migrate_conversion_manage_network is false)", id: network.id)
+            report.ok("network", network.name, "not managed (os_migrate_conversion_manage_network is false)", id: network.id)
         }
 
         // Security group: SSH only from the allowed CIDR, ICMP.
@@ -86,10 +84,10 @@ extension ConversionHosts {
                     "the Nova keypair '\(settings.keypairName)' in cloud '\(cloud)' holds another public key than \(settings.keypairPrivatePath).pub: "
                     + "delete it (`os-migrate conversion-hosts delete --cloud \(side.rawValue)`) or set os_migrate_conversion_keypair_name")
             }
-            report("keypair", k.name, .ok)
+            report.ok("keypair", k.name)
         } else {
             _ = try await session.createKeypair(name: settings.keypairName, publicKey: publicKey.text, type: nil, userID: nil)
-            report("keypair", settings.keypairName, .changed, action: "created")
+            report.changed("keypair", settings.keypairName, action: "created")
         }
 
         // The server.
@@ -106,7 +104,7 @@ extension ConversionHosts {
                     + "run `os-migrate conversion-hosts delete --cloud \(side.rawValue)`, then deploy again")
             }
             server = s
-            report("server", s.name, .ok, s.status, id: s.id)
+            report.ok("server", s.name, s.status, id: s.id)
         } else {
             var attrs: JSONObject = [
                 "name": .string(settings.hostName), "flavorRef": .string(flavor.id), "key_name": .string(settings.keypairName),
@@ -124,7 +122,7 @@ extension ConversionHosts {
             }
             server = try await session.create(Nova.servers, attrs)
             created = true
-            report("server", settings.hostName, .changed, "flavor \(flavor.name), image \(image.name)", action: "created", id: server.id)
+            report.changed("server", settings.hostName, "flavor \(flavor.name), image \(image.name)", action: "created", id: server.id)
         }
         let serverID = server.id
         server = try await Waiter.wait("conversion host \(settings.hostName)", service: ServiceType.compute, timeout: settings.deployTimeout,
@@ -142,37 +140,37 @@ extension ConversionHosts {
         let host = try await locate(settings, session: session)
         try await pinHostKey(host, settings: settings, fresh: created, report: report)
         try await waitForLogin(host, timeout: settings.sshTimeout)
-        report("ssh", "\(host.ssh.destination):\(host.ssh.port ?? 22)", .ok, "host key pinned in \(settings.knownHostsPath)")
+        report.ok("ssh", "\(host.ssh.destination):\(host.ssh.port ?? 22)", "host key pinned in \(settings.knownHostsPath)")
 
         // The agent.
         let info = try await checkAgent(host, deploy: true, executable: settings.agentExecutable)
-        report("agent", host.name, info.deployed ? .changed : .ok, info.version, action: info.deployed ? "installed" : nil)
+        report.item("agent", host.name, info.deployed ? .changed : .ok, info.version, action: info.deployed ? "installed" : nil)
         return host
     }
 
     static func ensureRouter(_ settings: ConversionHostSettings, session: CloudSession, subnet: Subnet, external: Network,
-                             owned: [QueryItem], report: (String, String, ItemResult.Status, String, String?, String?) -> Void) async throws
+                             owned: [QueryItem], report: Reporter) async throws
     {
         var router: Router
         if let r = try await session.named(Neutron.routers, settings.routerName, query: owned).first {
             router = r
             if r.externalGatewayInfo?.networkID != external.id {
                 router = try await session.update(Neutron.routers, r.id, ["external_gateway_info": ["network_id": .string(external.id)]])
-                report("router", r.name, .changed, "gateway set on \(external.name)", "updated", r.id)
+                report.changed("router", r.name, "gateway set on \(external.name)", action: "updated", id: r.id)
             } else {
-                report("router", r.name, .ok, "", nil, r.id)
+                report.ok("router", r.name, id: r.id)
             }
         } else {
             router = try await session.create(Neutron.routers, [
                 "name": .string(settings.routerName), "external_gateway_info": ["network_id": .string(external.id)],
                 "description": "os-migrate conversion host router",
             ])
-            report("router", router.name, .changed, "gateway on \(external.name)", "created", router.id)
+            report.changed("router", router.name, "gateway on \(external.name)", action: "created", id: router.id)
         }
         let ifaces = try await session.list(Neutron.ports, query: [QueryItem("device_id", router.id)]).collect()
             .filter { ($0.deviceOwner ?? "").hasPrefix("network:router_interface") }
         if ifaces.contains(where: { ($0.fixedIPs ?? []).contains { $0.subnetID == subnet.id } }) {
-            report("router interface", "\(router.name):\(subnet.name)", .ok, settings.routerIP, nil, nil)
+            report.ok("router interface", "\(router.name):\(subnet.name)", settings.routerIP)
             return
         }
         // The interface at the router IP: a port with that address (one left by an interrupted run is reused).
@@ -189,12 +187,12 @@ extension ConversionHosts {
             ])
         }
         try await session.addRouterInterface(router: router.id, portID: port.id)
-        report("router interface", "\(router.name):\(subnet.name)", .changed, settings.routerIP, "created", port.id)
+        report.changed("router interface", "\(router.name):\(subnet.name)", settings.routerIP, action: "created", id: port.id)
     }
 
     static func ensureSecurityGroup(_ settings: ConversionHostSettings, session: CloudSession, owned: [QueryItem],
                                     allowed: (cidr: String, reason: String),
-                                    report: (String, String, ItemResult.Status, String, String?, String?) -> Void) async throws -> SecurityGroup
+                                    report: Reporter) async throws -> SecurityGroup
     {
         let description = SecurityGroupDescription.make(cidr: allowed.cidr, reason: allowed.reason)
         var group: SecurityGroup
@@ -231,14 +229,14 @@ extension ConversionHosts {
             ])
             changed = true
         }
-        report("security group", group.name, changed ? .changed : .ok, "SSH from \(allowed.cidr): \(allowed.reason)",
-               changed ? "updated" : nil, group.id)
+        report.item("security group", group.name, changed ? .changed : .ok, "SSH from \(allowed.cidr): \(allowed.reason)",
+                    action: changed ? "updated" : nil, id: group.id)
         return group
     }
 
     static func ensureFloatingIP(_ settings: ConversionHostSettings, session: CloudSession, server: Server, network: Network,
                                  external: Network, owned: [QueryItem],
-                                 report: (String, String, ItemResult.Status, String, String?, String?) -> Void) async throws
+                                 report: Reporter) async throws
     {
         let ports = try await session.list(Neutron.ports, query: [QueryItem("device_id", server.id)]).collect()
         guard let port = ports.first(where: { $0.networkID == network.id }) ?? ports.first else {
@@ -246,7 +244,7 @@ extension ConversionHosts {
         }
         for p in ports {
             if let f = try await session.list(Neutron.floatingIPs, query: [QueryItem("port_id", p.id)]).collect().first {
-                report("floating IP", f.floatingIPAddress, .ok, "", nil, f.id)
+                report.ok("floating IP", f.floatingIPAddress, id: f.id)
                 return
             }
         }
@@ -261,14 +259,14 @@ extension ConversionHosts {
                 throw ConversionHostError(.notUsable, "floating IP \(address) in cloud '\(session.profile.name)' is in use by port \(other)")
             }
             _ = try await session.update(Neutron.floatingIPs, f.id, ["port_id": .string(port.id)])
-            report("floating IP", address, .changed, "associated", "updated", f.id)
+            report.changed("floating IP", address, "associated", action: "updated", id: f.id)
             return
         }
         let f = try await session.create(Neutron.floatingIPs, [
             "floating_network_id": .string(external.id), "port_id": .string(port.id),
             "description": .string("os-migrate conversion host \(settings.hostName)"),
         ])
-        report("floating IP", f.floatingIPAddress, .changed, "on \(external.name)", "created", f.id)
+        report.changed("floating IP", f.floatingIPAddress, "on \(external.name)", action: "created", id: f.id)
     }
 
     /// The security group's SSH source, and why.

@@ -10,6 +10,34 @@ public enum ConversionHosts {
     /// Progress: one result per resource (`ok` = already there, `changed` = created or deleted).
     public typealias Log = @Sendable (ItemResult) -> Void
 
+    /// One progress line per resource, its kind under a prefix (the side, or "link").
+    struct Reporter: Sendable {
+        /// Before every kind: "src", "dst" or "link".
+        let prefix: String
+        let log: Log
+        /// The action of every `changed` item that names none ("deleted" for delete).
+        var changedAction: String? = nil
+
+        /// A reporter that drops everything (tests).
+        static let silent = Reporter(prefix: "", log: { _ in })
+
+        func item(_ kind: String, _ name: String, _ status: ItemResult.Status, _ message: String = "",
+                  action: String? = nil, id: String? = nil) {
+            log(ItemResult(kind: "\(prefix) \(kind)", name: name, status: status, message: message,
+                           action: action ?? (status == .changed ? changedAction : nil), id: id))
+        }
+
+        /// Already there (or left alone).
+        func ok(_ kind: String, _ name: String, _ message: String = "", id: String? = nil) {
+            item(kind, name, .ok, message, id: id)
+        }
+
+        /// Created, updated or deleted.
+        func changed(_ kind: String, _ name: String, _ message: String = "", action: String? = nil, id: String? = nil) {
+            item(kind, name, .changed, message, action: action, id: id)
+        }
+    }
+
     // MARK: - locate
 
     /// The existing, ACTIVE conversion host of one side, and how to reach it. Nothing is created;
