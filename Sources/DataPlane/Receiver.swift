@@ -899,10 +899,6 @@ final class ReceiveSession: @unchecked Sendable {
     }
 }
 
-extension FrameReader {
-    var totalRead: UInt64 { bytesReadLocked }
-}
-
 /// Turns "the agent never said hello" into one clear line.
 func diagnoseStartFailure(child: ChildProcess, status: ExitStatus, endpoint: SSHEndpoint?, label: String) -> DataPlaneError {
     let line = child.lastStderrLine()
