@@ -136,8 +136,7 @@ public final class ChildProcess: @unchecked Sendable {
                 stdoutPending.removeSubrange(...nl)
                 return line
             }
-            let n = buf.withUnsafeMutableBytes { Glibc.read(stdoutFD, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
+            let n = buf.withUnsafeMutableBytes { (try? readSome(stdoutFD, $0.baseAddress!, $0.count)) ?? 0 }
             if n <= 0 {
                 if stdoutPending.isEmpty { return nil }
                 defer { stdoutPending.removeAll() }
@@ -165,8 +164,7 @@ public final class ChildProcess: @unchecked Sendable {
             var pending: [UInt8] = []
             var buf = [UInt8](repeating: 0, count: 8192)
             while true {
-                let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
+                let n = buf.withUnsafeMutableBytes { (try? readSome(fd, $0.baseAddress!, $0.count)) ?? 0 }
                 if n <= 0 { break }
                 let bytes = buf[0..<n]
                 lock.lock()

@@ -48,27 +48,13 @@ final class FrameReader: @unchecked Sendable {
         while done < count {
             let want = count - done
             if want >= buffer.capacity / 2 {
-                let n = Glibc.read(fd, dest + done, want)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw SystemCallError(call: "read", path: "stream", errno: errno)
-                }
-                if n == 0 {
-                    if done == 0 { return false }
-                    throw ConnectionLost()
-                }
+                let n = try readSome(fd, dest + done, want)
+                guard try continuesAfterRead(n, done: done) else { return false }
                 done += n
                 addRead(n)
             } else {
-                let n = Glibc.read(fd, buffer.pointer, buffer.capacity)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw SystemCallError(call: "read", path: "stream", errno: errno)
-                }
-                if n == 0 {
-                    if done == 0 { return false }
-                    throw ConnectionLost()
-                }
+                let n = try readSome(fd, buffer.pointer, buffer.capacity)
+                guard try continuesAfterRead(n, done: done) else { return false }
                 addRead(n)
                 start = 0
                 end = n
