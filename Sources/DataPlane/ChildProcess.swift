@@ -136,8 +136,7 @@ public final class ChildProcess: @unchecked Sendable {
                 stdoutPending.removeSubrange(...nl)
                 return line
             }
-            let n = buf.withUnsafeMutableBytes { Glibc.read(stdoutFD, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
+            let n = buf.withUnsafeMutableBytes { (try? readSome(stdoutFD, $0.baseAddress!, $0.count)) ?? 0 }
             if n <= 0 {
                 if stdoutPending.isEmpty { return nil }
                 defer { stdoutPending.removeAll() }
@@ -165,8 +164,7 @@ public final class ChildProcess: @unchecked Sendable {
             var pending: [UInt8] = []
             var buf = [UInt8](repeating: 0, count: 8192)
             while true {
-                let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
+                let n = buf.withUnsafeMutableBytes { (try? readSome(fd, $0.baseAddress!, $0.count)) ?? 0 }
                 if n <= 0 { break }
                 let bytes = buf[0..<n]
                 lock.lock()
@@ -249,100 +247,5 @@ public final class ChildProcess: @unchecked Sendable {
         }
         kill(pid, SIGKILL)
         return wait()
-    }
-}
-
-/// A blocking FIFO for worker threads.
-final class BlockingQueue<Element>: @unchecked Sendable {
-    private var items: [Element] = []
-    private var head = 0
-    private var closed = false
-    private let cond = NSCondition()
-
-    func push(_ e: Element) {
-        cond.lock()
-        items.append(e)
-        cond.signal()
-        cond.unlock()
-    }
-
-    /// Nil once closed and drained.
-    func pop() -> Element? {
-        cond.lock()
-        defer { cond.unlock() }
-        while head == items.count && !closed { cond.wait() }
-        if head == items.count { return nil }
-        let e = items[head]
-        head += 1
-        if head > 1024 && head * 2 > items.count {
-            items.removeFirst(head)
-            head = 0
-        }
-        return e
-    }
-
-    func close() {
-        cond.lock()
-        closed = true
-        cond.broadcast()
-        cond.unlock()
-    }
-}
-
-/// A bounded pool of chunk buffers (the bound on memory in flight).
-final class BufferPool: @unchecked Sendable {
-    private var free: [AlignedBuffer] = []
-    private var created = 0
-    private let limit: Int
-    private let size: Int
-    private var closed = false
-    private let cond = NSCondition()
-
-    init(bufferSize: Int, limit: Int) {
-        size = bufferSize
-        self.limit = limit
-    }
-
-    /// Nil when the pool was closed (the session is failing).
-    func take() -> AlignedBuffer? {
-        cond.lock()
-        defer { cond.unlock() }
-        while free.isEmpty && created >= limit && !closed { cond.wait() }
-        if closed { return nil }
-        if let b = free.popLast() { return b }
-        created += 1
-        return AlignedBuffer(capacity: size)
-    }
-
-    func give(_ b: AlignedBuffer) {
-        cond.lock()
-        free.append(b)
-        cond.signal()
-        cond.unlock()
-    }
-
-    func close() {
-        cond.lock()
-        closed = true
-        cond.broadcast()
-        cond.unlock()
-    }
-}
-
-/// A joinable thread.
-final class WorkerThread: @unchecked Sendable {
-    private let done = DispatchSemaphore(value: 0)
-    init(name: String, _ body: @escaping @Sendable () -> Void) {
-        let t = Thread { [done] in
-            body()
-            done.signal()
-        }
-        t.name = name
-        t.stackSize = 1 << 20
-        t.start()
-    }
-    func join() {
-        done.wait()
-        done.signal()
     }
 }

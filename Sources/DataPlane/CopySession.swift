@@ -176,8 +176,7 @@ final class CopySession: @unchecked Sendable {
                 }
             }
             while true {
-                let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
+                let n = buf.withUnsafeMutableBytes { (try? readSome(fd, $0.baseAddress!, $0.count)) ?? 0 }
                 if n <= 0 { break }
                 pending += buf[0..<n]
                 while let nl = pending.firstIndex(of: 10) {

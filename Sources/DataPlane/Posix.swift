@@ -308,20 +308,30 @@ func enlargePipe(_ fd: Int32, to bytes: Int = 1 << 20) {
     _ = fcntl(fd, LinuxConstants.fSetPipeSize, Int32(bytes))
 }
 
+/// One read(2) from a stream, retried on EINTR: the bytes read, 0 at end of file.
+func readSome(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) throws -> Int {
+    while true {
+        let n = Glibc.read(fd, buffer, count)
+        if n >= 0 { return n }
+        if errno != EINTR { throw SystemCallError(call: "read", path: "stream", errno: errno) }
+    }
+}
+
+/// Whether a stream may end here: a read of `n` bytes after `done` bytes of one frame. False at a
+/// clean end of file (before the first byte); `ConnectionLost` at an end of file inside the frame.
+func continuesAfterRead(_ n: Int, done: Int) throws -> Bool {
+    if n > 0 { return true }
+    if done == 0 { return false }
+    throw ConnectionLost()
+}
+
 /// Reads exactly `count` bytes from a stream; returns false on EOF before the first byte, throws
 /// `ConnectionLost` on a short read.
 func readFully(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) throws -> Bool {
     var done = 0
     while done < count {
-        let n = Glibc.read(fd, buffer + done, count - done)
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw SystemCallError(call: "read", path: "stream", errno: errno)
-        }
-        if n == 0 {
-            if done == 0 { return false }
-            throw ConnectionLost()
-        }
+        let n = try readSome(fd, buffer + done, count - done)
+        guard try continuesAfterRead(n, done: done) else { return false }
         done += n
     }
     return true

@@ -60,17 +60,12 @@ final class ReceiveSession: @unchecked Sendable {
     private var targetKnownZero = false
     private var zeroFrom: UInt64 = .max
 
-    // Guarded by `cond` once the reader and worker threads run (read it with `mapEntry`/`currentMap`).
-    private var map: ChunkMap!
+    // Set up once the source is known; guarded by `cond` once the reader and worker threads run
+    // (read the map with `mapEntry`/`currentMap`).
+    private var tally: ReceivePlan.Tally!
     // Guarded by `cond`.
-    private var completion = ReceivePlan.Completion(chunkCount: 0)
-    private var targetDigests: [ChunkDigest] = []
-    /// Verify mode: the source's chunk digests, as the sender reported them.
-    private var sourceDigests: [ChunkDigest] = []
     private var attempts: [UInt8] = []
     private var summaries: [StreamSummary?] = []
-    private var progress = CopyProgress()
-    private var result = CopyResult()
 
     private var nbdTunnel: NBDTunnel?
     /// The source host the sender agent runs on over ssh; nil when it runs here (a local source,
@@ -162,7 +157,7 @@ final class ReceiveSession: @unchecked Sendable {
         geometry = try VolumeGeometry(size: sourceSize, chunkSize: config.chunkSize)
         scheme = DigestScheme(geometry: geometry)
         try prepareTarget(existing: existing, sourceSize: sourceSize)
-        map = ChunkMap(geometry: geometry)
+        var map = ChunkMap(geometry: geometry)
         if config.mode == .copy, let dir = config.stateDirectory {
             do {
                 let j = try StateJournal(directory: dir, identity: targetIdentity(), geometry: geometry)
@@ -177,13 +172,9 @@ final class ReceiveSession: @unchecked Sendable {
         }
         let chunkCount = geometry.chunkCount
         cond.lock()
-        completion = ReceivePlan.Completion(chunkCount: chunkCount)
-        targetDigests = Array(repeating: .zero, count: chunkCount)
-        sourceDigests = config.mode == .verify ? Array(repeating: .zero, count: chunkCount) : []
+        tally = ReceivePlan.Tally(map: map, sourceSize: sourceSize, verify: config.mode == .verify)
         attempts = Array(repeating: 0, count: chunkCount)
         summaries = Array(repeating: nil, count: streams.count)
-        progress.bytesTotal = sourceSize
-        result.sourceSize = sourceSize
         cond.unlock()
 
         let workerCount = max(config.workers ?? defaultWorkerCount(), 1)
@@ -196,7 +187,7 @@ final class ReceiveSession: @unchecked Sendable {
 
         // Tell each sender what the target already holds, then let it go.
         for s in streams {
-            let have = config.mode == .copy ? map.haveList(stream: s.index, streams: streams.count) : []
+            let have = config.mode == .copy ? tally.map.haveList(stream: s.index, streams: streams.count) : []
             var i = 0
             while i < have.count {
                 let n = min(16384, have.count - i)
@@ -218,7 +209,7 @@ final class ReceiveSession: @unchecked Sendable {
 
         // Wait until every chunk is resolved (or something failed).
         cond.lock()
-        waitWatchingForStall { completion.isComplete }
+        waitWatchingForStall { tally.isComplete }
         cond.unlock()
         queue.close()
         for t in threads { t.join() }
@@ -236,7 +227,7 @@ final class ReceiveSession: @unchecked Sendable {
         }
         for r in readers { r.join() }
         cond.lock()
-        result.seconds = monotonicSeconds() - startTime
+        tally.result.seconds = monotonicSeconds() - startTime
         cond.broadcast()
         cond.unlock()
         ticker.join()
@@ -277,17 +268,17 @@ final class ReceiveSession: @unchecked Sendable {
 
     /// Grows whenever a byte arrives from a sender or a chunk is resolved (called with `cond` held).
     private func activityMark() -> UInt64 {
-        streams.reduce(progress.bytesDone) { $0 &+ $1.reader.totalRead }
+        streams.reduce(tally.progress.bytesDone) { $0 &+ $1.reader.totalRead }
     }
 
     /// Compares the digests and builds the result.
     private func conclude() throws -> CopyResult {
         cond.lock()
-        var r = result
-        let digests = targetDigests
-        let sourceChunks = sourceDigests
+        var r = tally.result
+        let digests = tally.targetDigests
+        let sourceChunks = tally.sourceDigests
         let sums = summaries.map { $0! }
-        let p = progress
+        let p = tally.progress
         cond.unlock()
         r.source = config.source.description
         r.destination = config.target
@@ -348,14 +339,14 @@ final class ReceiveSession: @unchecked Sendable {
     private func currentMap() -> ChunkMap {
         cond.lock()
         defer { cond.unlock() }
-        return map
+        return tally.map
     }
 
     /// One entry of the map; workers write it (under `cond`) while readers and other workers read it.
     private func mapEntry(_ index: Int) -> ChunkMap.Entry {
         cond.lock()
         defer { cond.unlock() }
-        return map[index]
+        return tally.map[index]
     }
 
     private func wireBytes() -> UInt64 {
@@ -364,7 +355,7 @@ final class ReceiveSession: @unchecked Sendable {
 
     private func snapshot() -> CopyProgress {
         cond.lock()
-        var p = progress
+        var p = tally.progress
         cond.unlock()
         p.bytesOnWire = wireBytes()
         p.seconds = monotonicSeconds() - startTime
@@ -377,10 +368,10 @@ final class ReceiveSession: @unchecked Sendable {
         while true {
             cond.lock()
             let deadline = Date(timeIntervalSinceNow: 0.25)
-            while result.seconds == 0 && failure == nil {
+            while tally.result.seconds == 0 && failure == nil {
                 if !cond.wait(until: deadline) { break }
             }
-            let finished = result.seconds != 0 || failure != nil
+            let finished = tally.result.seconds != 0 || failure != nil
             cond.unlock()
             if finished { return }
             var p = snapshot()
@@ -696,41 +687,18 @@ final class ReceiveSession: @unchecked Sendable {
 
     // MARK: working
 
-    private enum Resolution {
-        case copied(data: Int, zero: Int)
-        case zero(Int)
-        case reused(Int)
-        case verified(equal: Bool)
-    }
+    private typealias Resolution = ReceivePlan.Resolution
 
     /// `source`: verify mode, the source's digest of the chunk.
     private func resolve(_ index: Int, digest: ChunkDigest, how: Resolution, entry: ChunkMap.Entry?, source: ChunkDigest? = nil) {
         cond.lock()
         defer { cond.unlock() }
-        guard completion.resolve(index) else {
+        guard tally.resolve(index, digest: digest, how: how, entry: entry, source: source) else {
             if failure == nil { failure = DataPlaneError("protocol error: chunk \(index) resolved twice", kind: .protocolError) }
             cond.broadcast()
             return
         }
-        targetDigests[index] = digest
-        if let source { sourceDigests[index] = source }
-        if let entry { map[index] = entry }
-        let length = UInt64(geometry.chunkLength(index))
-        progress.bytesDone += length
-        switch how {
-        case .copied(let d, let z):
-            progress.bytesCopied += UInt64(d)
-            progress.bytesZero += UInt64(z)
-            result.chunksCopied += 1
-        case .zero(let z):
-            progress.bytesZero += UInt64(z)
-        case .reused(let r):
-            progress.bytesReused += UInt64(r)
-            result.chunksReused += 1
-        case .verified(let equal):
-            if !equal { result.chunksDiffering += 1 }
-        }
-        if completion.isComplete { cond.broadcast() }
+        if tally.isComplete { cond.broadcast() }
     }
 
     private func workerLoop() {
@@ -773,7 +741,7 @@ final class ReceiveSession: @unchecked Sendable {
             case .rerequest:
                 cond.lock()
                 attempts[i] += 1
-                result.chunksRetried += 1
+                tally.result.chunksRetried += 1
                 cond.unlock()
                 log("chunk \(i) failed verification on arrival; requesting it again")
                 try streams[stream].writer.send(.request([i]))
@@ -806,7 +774,7 @@ final class ReceiveSession: @unchecked Sendable {
         }
         if let limit = config.hooks.killAfterBytes {
             cond.lock()
-            let copied = progress.bytesCopied
+            let copied = tally.progress.bytesCopied
             cond.unlock()
             if copied >= limit { kill(getpid(), SIGKILL) }
         }
@@ -890,17 +858,12 @@ final class ReceiveSession: @unchecked Sendable {
             resolve(i, digest: actual, how: .reused(geometry.chunkLength(i)), entry: .data(actual))
         case .repair:
             cond.lock()
-            result.chunksRepaired += 1
-            map[i] = .unknown
+            tally.repair(i)
             cond.unlock()
             log("chunk \(i) no longer holds what the chunk map says (modified outside the copy); fetching it again")
             try streams[stream].writer.send(.request([i]))
         }
     }
-}
-
-extension FrameReader {
-    var totalRead: UInt64 { bytesReadLocked }
 }
 
 /// Turns "the agent never said hello" into one clear line.

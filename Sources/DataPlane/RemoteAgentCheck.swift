@@ -76,8 +76,7 @@ public enum RemoteAgentCheck {
         var data: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 4096)
         while true {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
+            let n = buf.withUnsafeMutableBytes { (try? readSome(fd, $0.baseAddress!, $0.count)) ?? 0 }
             if n <= 0 { break }
             if data.count < 65536 { data += buf[0..<n] }
         }

@@ -138,8 +138,7 @@ enum RemoteAgent {
         var h = SHA256()
         let buf = AlignedBuffer(capacity: 1 << 20)
         while true {
-            let n = read(fd, buf.pointer, buf.capacity)
-            if n < 0 && errno == EINTR { continue }
+            let n = (try? readSome(fd, buf.pointer, buf.capacity)) ?? 0
             if n <= 0 { break }
             h.update(bufferPointer: UnsafeRawBufferPointer(start: buf.pointer, count: n))
         }

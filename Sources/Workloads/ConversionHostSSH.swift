@@ -94,48 +94,6 @@ enum LocalCommand {
     }
 }
 
-/// Host keys pinned on first contact, in `<data_dir>/conversion/known_hosts` (pure parts).
-///
-/// Each conversion host's keys are stored under `HostKeyAlias` `os-migrate-conv-<server id>`, so
-/// that two hosts behind one address (ports, ProxyJump) never mix, an address that moves to
-/// another server is not trusted for it, and a rebuilt server (new id) is pinned afresh.
-public enum HostKeyPinning {
-    public static func alias(serverID: String) -> String { "os-migrate-conv-\(serverID)" }
-
-    /// `(type, base64 key)` pairs from ssh-keyscan output (comments and blank lines skipped).
-    public static func parseKeyscan(_ output: String) -> [(type: String, key: String)] {
-        var keys: [(String, String)] = []
-        for line in output.split(separator: "\n") {
-            let t = line.trimmingCharacters(in: .whitespaces)
-            if t.isEmpty || t.hasPrefix("#") { continue }
-            let f = t.split(separator: " ", omittingEmptySubsequences: true)
-            guard f.count >= 3, f[1].hasPrefix("ssh-") || f[1].hasPrefix("ecdsa-") || f[1].hasPrefix("sk-") else { continue }
-            if !keys.contains(where: { $0.0 == String(f[1]) && $0.1 == String(f[2]) }) { keys.append((String(f[1]), String(f[2]))) }
-        }
-        return keys
-    }
-
-    /// The known_hosts lines pinned for `alias`.
-    public static func lines(for alias: String, in text: String) -> [String] {
-        text.split(separator: "\n").map(String.init).filter { line in
-            line.split(separator: " ").first.map { $0.split(separator: ",").contains(Substring(alias)) } ?? false
-        }
-    }
-
-    /// `text` without the lines of `alias`.
-    public static func removing(_ alias: String, from text: String) -> String {
-        let kept = text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init).filter { line in
-            !(line.split(separator: " ").first.map { $0.split(separator: ",").contains(Substring(alias)) } ?? false)
-        }
-        return kept.isEmpty ? "" : kept.joined(separator: "\n") + "\n"
-    }
-
-    /// `text` with `alias` pinned to `keys` (its previous lines replaced).
-    public static func pinning(_ alias: String, keys: [(type: String, key: String)], in text: String) -> String {
-        removing(alias, from: text) + keys.map { "\(alias) \($0.type) \($0.key)\n" }.joined()
-    }
-}
-
 /// How an ssh failure reads (pure: from ssh's exit status and stderr).
 public enum SSHFailure: Equatable, Sendable {
     case hostKeyChanged, hostKeyNotPinned, authentication, unreachable, other

@@ -275,6 +275,46 @@ struct UnitTests {
         #expect(c.isComplete)
     }
 
+    @Test("the receiver's tally: each chunk resolved once, counted by how it was resolved")
+    func receiverTally() throws {
+        let g = try VolumeGeometry(size: UInt64(3 * chunk - 100), chunkSize: chunk)
+        var t = ReceivePlan.Tally(map: ChunkMap(geometry: g), sourceSize: g.size, verify: false)
+        #expect(t.progress.bytesTotal == g.size && t.result.sourceSize == g.size && t.sourceDigests.isEmpty)
+        let d = ChunkDigest(1, 2, 3, 4), e = ChunkDigest(4, 3, 2, 1)
+        let landed = [t.resolve(0, digest: d, how: .copied(data: 1000, zero: chunk - 1000), entry: .data(d)),
+                      t.resolve(2, digest: e, how: .zero(chunk - 100), entry: .zero)]
+        #expect(landed == [true, true])
+        #expect(!t.isComplete)
+        // Twice, or outside the volume: a protocol error, and nothing changes.
+        let before = t
+        let refused = [t.resolve(2, digest: d, how: .reused(chunk - 100), entry: .data(d)),
+                       t.resolve(3, digest: d, how: .reused(chunk), entry: .data(d))]
+        #expect(refused == [false, false])
+        #expect(t == before)
+        let last = t.resolve(1, digest: d, how: .reused(chunk), entry: nil)
+        #expect(last && t.isComplete)
+        #expect(t.targetDigests == [d, d, e])
+        #expect(t.map[0] == .data(d) && t.map[1] == .unknown && t.map[2] == .zero)
+        #expect(t.progress.bytesDone == g.size && t.progress.bytesCopied == 1000)
+        #expect(t.progress.bytesZero == UInt64(2 * chunk - 1100) && t.progress.bytesReused == UInt64(chunk))
+        #expect(t.result.chunksCopied == 1 && t.result.chunksReused == 1 && t.result.chunksDiffering == 0)
+        t.repair(0)
+        #expect(t.map[0] == .unknown && t.result.chunksRepaired == 1)
+    }
+
+    @Test("the receiver's tally in verify mode keeps the source's digests and counts differing chunks")
+    func receiverTallyVerify() throws {
+        let g = try VolumeGeometry(size: UInt64(2 * chunk), chunkSize: chunk)
+        var t = ReceivePlan.Tally(map: ChunkMap(geometry: g), sourceSize: g.size, verify: true)
+        let d = ChunkDigest(1, 2, 3, 4), e = ChunkDigest(4, 3, 2, 1)
+        let resolved = [t.resolve(0, digest: d, how: .verified(equal: true), entry: nil, source: d),
+                        t.resolve(1, digest: d, how: .verified(equal: false), entry: nil, source: e)]
+        #expect(resolved == [true, true] && t.isComplete)
+        #expect(t.sourceDigests == [d, e] && t.targetDigests == [d, d])
+        #expect(t.map == ChunkMap(geometry: g))
+        #expect(t.result.chunksDiffering == 1 && t.progress.bytesDone == g.size && t.progress.bytesCopied == 0)
+    }
+
     // MARK: locations & ssh
 
     @Test("locations parse like scp and ssh arguments pin the cipher")

@@ -338,7 +338,7 @@ struct ConversionHostSSHTests {
         let (host, settings) = makeHost(server, dataDir: dataDir)
         // Not pinned yet: refused, nothing added.
         await #expect(throws: ConversionHostError.self) { try await host.run("true") }
-        try await ConversionHosts.pinHostKey(host, settings: settings, fresh: false) { _, _, _, _, _, _ in }
+        try await ConversionHosts.pinHostKey(host, settings: settings, fresh: false, report: .silent)
         let pinned = try String(contentsOfFile: settings.knownHostsPath, encoding: .utf8)
         let hostKey = try String(contentsOfFile: server.directory + "/host_ed25519.pub", encoding: .utf8).split(separator: " ")[1]
         #expect(pinned.contains("os-migrate-conv-\(host.serverID) ssh-ed25519 \(hostKey)"))
@@ -362,7 +362,7 @@ struct ConversionHostSSHTests {
                 + "from that file and run `os-migrate conversion-hosts deploy --cloud src` to pin the new key")
         }
         // A known pin is kept on a re-deploy of the same server (no silent re-pinning).
-        try await ConversionHosts.pinHostKey(host, settings: settings, fresh: false) { _, _, _, _, _, _ in }
+        try await ConversionHosts.pinHostKey(host, settings: settings, fresh: false, report: .silent)
         await #expect(throws: ConversionHostError.self) { try await host.run("true") }
     }
 
@@ -371,7 +371,7 @@ struct ConversionHostSSHTests {
         let server = try SSHServer()
         defer { server.stop() }
         let (host, settings) = makeHost(server, dataDir: server.directory + "/data")
-        try await ConversionHosts.pinHostKey(host, settings: settings, fresh: false) { _, _, _, _, _, _ in }
+        try await ConversionHosts.pinHostKey(host, settings: settings, fresh: false, report: .silent)
         var wrongKey = host
         wrongKey.ssh.identity = server.directory + "/host_ed25519"
         await #expect { _ = try await wrongKey.run("true") } throws: { ($0 as? ConversionHostError)?.kind == .authentication }
@@ -384,7 +384,7 @@ struct ConversionHostSSHTests {
         let server = try SSHServer()
         defer { server.stop() }
         let (host, settings) = makeHost(server, dataDir: server.directory + "/data")
-        try await ConversionHosts.pinHostKey(host, settings: settings, fresh: false) { _, _, _, _, _, _ in }
+        try await ConversionHosts.pinHostKey(host, settings: settings, fresh: false, report: .silent)
         // An aarch64 ELF header.
         var elf = [UInt8](repeating: 0, count: 64)
         elf.replaceSubrange(0..<7, with: [0x7F, 0x45, 0x4C, 0x46, 2, 1, 1])
@@ -422,7 +422,7 @@ struct ConversionHostSSHTests {
         let server = try SSHServer()
         defer { server.stop() }
         let (host, settings) = makeHost(server, dataDir: server.directory + "/data")
-        try await ConversionHosts.pinHostKey(host, settings: settings, fresh: false) { _, _, _, _, _, _ in }
+        try await ConversionHosts.pinHostKey(host, settings: settings, fresh: false, report: .silent)
         let order = OrderLog()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<3 {
