@@ -91,6 +91,8 @@ final class CopySession: @unchecked Sendable {
         config.streams = request.streams
         config.workers = request.workers.map { max($0, 1) }
         config.targetIsZero = request.targetIsZero
+        config.targetKey = request.targetKey
+        config.trustMap = request.trustMap
         config.stateDirectory = request.useState ? (request.stateDirectory ?? defaultStateDirectory()) : nil
         config.compress = request.compress
         config.nbdFallback = request.nbdFallback
@@ -126,6 +128,8 @@ final class CopySession: @unchecked Sendable {
         if let w = request.workers { args += ["--workers", String(w)] }
         args += ["--stall-timeout", formatSeconds(request.stallTimeout)]
         if request.targetIsZero { args.append("--target-is-zero") }
+        if let k = request.targetKey { args += ["--target-key", k] }
+        if request.trustMap { args.append("--trust-map") }
         if request.verifyOnly { args.append("--verify-only") }
         if request.unverified { args.append("--no-verify") }
         if request.compress { args.append("--compress") }

@@ -77,6 +77,13 @@ public struct CopyRequest: Sendable {
     public var workers: Int?
     /// The target is known to read as zeros (a fresh volume): zero ranges are not written.
     public var targetIsZero = false
+    /// What the destination's chunk map is kept under (e.g. the Cinder volume id): a device path
+    /// like /dev/sdb names one volume now and another later. nil: the target's path and device.
+    public var targetKey: String?
+    /// Take the chunk map's word for the chunks it holds instead of re-reading them from the
+    /// target: only for a target nothing but these copies has written since the map recorded
+    /// it (see docs/data-plane.md, "Trusting the map").
+    public var trustMap = false
     /// Compare digests only; nothing is written.
     public var verifyOnly = false
     /// Benchmark-only: no hashing at all (the result is never `verified`).

@@ -14,6 +14,10 @@ struct ReceiverConfig: Sendable {
     /// nil: each agent uses its own core count.
     var workers: Int?
     var targetIsZero = false
+    /// The chunk map's key (nil: the target's path and device).
+    var targetKey: String?
+    /// Reuse what the map claims without re-reading it.
+    var trustMap = false
     /// nil: no chunk map.
     var stateDirectory: String?
     var compress = false

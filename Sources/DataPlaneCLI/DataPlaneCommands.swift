@@ -48,6 +48,12 @@ struct TransferOptions: ParsableArguments {
     @Flag(name: .customLong("target-is-zero"), help: "The destination is known to read as zeros: do not write zero ranges.")
     var targetIsZero = false
 
+    @Option(name: .customLong("target-key"), help: ArgumentHelp("Keep the destination's chunk map under this key (e.g. the volume's id) instead of its path.", valueName: "KEY"))
+    var targetKey: String?
+
+    @Flag(name: .customLong("trust-map"), help: "Reuse what the chunk map holds without reading it again (a target only these copies have written).")
+    var trustMap = false
+
     @Flag(name: .customLong("verify-only"), help: "Compare source and destination digests; write nothing.")
     var verifyOnly = false
 
@@ -94,6 +100,13 @@ struct TransferOptions: ParsableArguments {
         r.streams = streams
         r.workers = workers
         r.targetIsZero = targetIsZero
+        if let k = targetKey {
+            guard !k.isEmpty, k.utf8.count <= 255, k.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
+                throw ValidationError("--target-key must be 1 to 255 printable characters without spaces")
+            }
+            r.targetKey = k
+        }
+        r.trustMap = trustMap
         r.verifyOnly = verifyOnly
         r.unverified = noVerify
         r.compress = compress

@@ -206,6 +206,50 @@ struct CopyEndToEndTests {
         #expect((third.result?.bytesOnWire ?? .max) < 16384)
     }
 
+    @Test("the chunk map follows --target-key, not the path: another path with the same key reuses it, the same path with another key does not")
+    func mapByTargetKey() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), a = h.scratch.file("a.img"), b = h.scratch.file("b.img")
+        try DiskKind.half.make(src)
+        let first = try await h.copy(h.remote(src), a, ["--target-key", "vol-1"])
+        #expect(first.exitCode == 0, "\(first)")
+        let copied = try #require(first.result?.chunksCopied)
+        // The same volume seen at another path (attached again, another /dev/sdX): the map is its.
+        try FileManager.default.copyItem(atPath: a, toPath: b)
+        let moved = try await h.copy(h.remote(src), b, ["--target-key", "vol-1"])
+        #expect(moved.result?.chunksCopied == 0 && moved.result?.chunksReused == copied, "\(moved)")
+        // Another volume at the first one's path: no map, a full copy.
+        let other = try await h.copy(h.remote(src), a, ["--target-key", "vol-2"])
+        #expect(other.result?.chunksCopied == copied && other.result?.chunksReused == 0, "\(other)")
+        #expect(try sameBytes(src, a) && sameBytes(src, b))
+    }
+
+    @Test("--trust-map reuses the map's chunks without reading the target: only changed chunks are read, moved and written")
+    func trustMap() async throws {
+        let h = try Harness()
+        let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
+        try DiskKind.half.make(src)
+        let first = try await h.copy(h.remote(src), dst, ["--target-key", "t"])
+        #expect(first.exitCode == 0, "\(first)")
+        var w = try DiskWriter(path: src, size: 48 * MiB, seed: 78, truncate: false)
+        w.random(at: 3 * chunk, count: chunk)
+        w.close()
+        // A byte changed behind the map's back stays unseen with --trust-map (that is the trust)…
+        let fd = open(dst, O_RDWR)
+        _ = [UInt8]([7]).withUnsafeBytes { pwrite(fd, $0.baseAddress, 1, off_t(6 * chunk + 9)) }
+        close(fd)
+        let trusted = try await h.copy(h.remote(src), dst, ["--target-key", "t", "--trust-map"])
+        #expect(trusted.exitCode == 0, "\(trusted)")
+        let r = try #require(trusted.result)
+        #expect(r.chunksCopied == 1 && r.chunksRepaired == 0)
+        #expect(r.digest == (try localVolumeDigest(path: src).digest))
+        #expect(try !sameBytes(src, dst))
+        // … and the next run without it finds and repairs it.
+        let checked = try await h.copy(h.remote(src), dst, ["--target-key", "t"])
+        #expect(checked.result?.chunksRepaired == 1, "\(checked)")
+        #expect(try sameBytes(src, dst))
+    }
+
     @Test("a chunk corrupted in flight is detected and re-requested")
     func corruptInFlight() async throws {
         let h = try Harness()
