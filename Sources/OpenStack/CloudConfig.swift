@@ -105,12 +105,6 @@ public struct CloudProfile: Sendable, Equatable {
     }
 }
 
-/// A configuration mistake: one line that names the file, the cloud and the key.
-public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
-}
-
 /// Reads clouds.yaml (+ secure.yaml) and OS_* variables the way the `openstack` CLI does.
 public struct CloudConfigLoader: Sendable {
     public var environment: [String: String]
