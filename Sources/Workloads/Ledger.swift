@@ -85,6 +85,26 @@ public final class Ledger: Sendable {
                 t.column("error", .text)
             }
         }
+        m.registerMigration("v3") { db in
+            // Warm migration: each sync pass per volume, and each workload's downtime.
+            try db.create(table: "syncPass") { t in
+                t.column("workload", .text).notNull().references("workload", onDelete: .cascade)
+                t.column("device", .text).notNull()
+                t.column("pass", .integer).notNull()
+                t.column("destinationVolume", .text).notNull()
+                t.column("size", .integer).notNull()
+                t.column("bytesChanged", .integer).notNull()
+                t.column("bytesOnWire", .integer).notNull()
+                t.column("seconds", .double).notNull()
+                t.column("digest", .text).notNull()
+                t.column("at", .datetime).notNull()
+                t.primaryKey(["workload", "device", "pass"])
+            }
+            try db.alter(table: "workload") { t in
+                t.add(column: "stopRequestedAt", .datetime)
+                t.add(column: "downtimeSeconds", .double)
+            }
+        }
         return m
     }
 
@@ -92,7 +112,8 @@ public final class Ledger: Sendable {
 
     public struct Workload: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
         public static let databaseTableName = "workload"
-        public enum State: String, Codable, Sendable { case running, done, failed }
+        /// `synced`: a warm sync pass finished; the source still runs, the cutover is to come.
+        public enum State: String, Codable, Sendable { case running, done, failed, synced }
         public var sourceID: String
         public var name: String
         public var state: State
@@ -103,6 +124,10 @@ public final class Ledger: Sendable {
         public var startedAt: Date?
         public var finishedAt: Date?
         public var error: String?
+        /// When this run asked Nova to stop the source (the start of its downtime).
+        public var stopRequestedAt: Date?
+        /// Source stop requested → destination server ACTIVE.
+        public var downtimeSeconds: Double?
     }
 
     public func workload(_ sourceID: String) throws -> Workload? {
@@ -126,12 +151,14 @@ public final class Ledger: Sendable {
                     w.finishedAt = nil
                     w.error = nil
                     w.destinationID = nil
+                    w.stopRequestedAt = nil
+                    w.downtimeSeconds = nil
                 }
                 try w.update(db)
                 return w
             }
             let w = Workload(sourceID: sourceID, name: name, state: .running, step: nil, destinationID: nil, attempts: 1,
-                             startedAt: Date(), finishedAt: nil, error: nil)
+                             startedAt: Date(), finishedAt: nil, error: nil, stopRequestedAt: nil, downtimeSeconds: nil)
             try w.insert(db)
             return w
         }
@@ -154,6 +181,58 @@ public final class Ledger: Sendable {
         try db.write { db in
             try db.execute(sql: "UPDATE workload SET state = ?, finishedAt = ?, error = ? WHERE sourceID = ?",
                            arguments: [state.rawValue, Date(), error, sourceID])
+        }
+    }
+
+    public func stopRequested(_ sourceID: String, at: Date = Date()) throws {
+        try db.write { db in
+            try db.execute(sql: "UPDATE workload SET stopRequestedAt = ? WHERE sourceID = ?", arguments: [at, sourceID])
+        }
+    }
+
+    public func setDowntime(_ sourceID: String, seconds: Double) throws {
+        try db.write { db in
+            try db.execute(sql: "UPDATE workload SET downtimeSeconds = ? WHERE sourceID = ?", arguments: [seconds, sourceID])
+        }
+    }
+
+    // MARK: warm sync passes
+
+    public struct SyncPass: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
+        public static let databaseTableName = "syncPass"
+        public var workload: String
+        public var device: String
+        public var pass: Int
+        public var destinationVolume: String
+        public var size: Int64
+        /// Source bytes whose chunks differed from the destination's (what had changed).
+        public var bytesChanged: Int64
+        public var bytesOnWire: Int64
+        public var seconds: Double
+        public var digest: String
+        public var at: Date
+    }
+
+    public func saveSyncPass(_ p: SyncPass) throws {
+        try db.write { try p.save($0) }
+    }
+
+    public func syncPasses(_ workload: String) throws -> [SyncPass] {
+        try db.read { try SyncPass.filter(Column("workload") == workload).order(Column("pass"), Column("device")).fetchAll($0) }
+    }
+
+    /// The number of the next pass of a workload (1 for the first).
+    public func nextPass(_ workload: String) throws -> Int {
+        try db.read { db in
+            (try Int.fetchOne(db, sql: "SELECT MAX(pass) FROM syncPass WHERE workload = ?", arguments: [workload]) ?? 0) + 1
+        }
+    }
+
+    /// Mark the end of a sync: the source keeps running, the workload waits for its cutover.
+    public func finishSync(_ sourceID: String) throws {
+        try db.write { db in
+            try db.execute(sql: "UPDATE workload SET state = ?, step = NULL, finishedAt = ?, error = NULL WHERE sourceID = ?",
+                           arguments: [Workload.State.synced.rawValue, Date(), sourceID])
         }
     }
 

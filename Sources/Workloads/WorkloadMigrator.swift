@@ -14,6 +14,10 @@ public struct WorkloadMigrationOptions: Sendable {
     public var copyParallel = 2
     /// Stop a running source VM instead of skipping it.
     public var stopSource = false
+    /// Warm migration: a sync pass (the source keeps running, nothing but its volumes moves).
+    public var sync = false
+    /// Warm migration's end: stop the source (when running), a final pass, then the server.
+    public var cutover = false
     /// Names, volume types and availability zones mapped at import.
     public var names = NameMapping()
     /// Seconds for each wait (snapshot, volume, attach, server boot).
@@ -116,6 +120,7 @@ public final class WorkloadMigrator: Sendable {
                     + left.map { "\($0.kind) \($0.resourceID)" }.joined(separator: ", "), id: d)
             }
             let resuming = entry?.state == .running
+            if options.sync { return await sync(name, plan, resolver: resolver, entry: entry) }
             if !resuming {
                 if let s = try await dst.named(Nova.servers, name).first { return result(name, .ok, "already in the destination (server \(s.id))", id: s.id) }
             }
@@ -123,8 +128,8 @@ public final class WorkloadMigrator: Sendable {
                 return result(name, .failed, "source server \(plan.sourceID) not found")
             }
             if source.status != "SHUTOFF" {
-                if !options.stopSource {
-                    return result(name, .skipped, "source is \(source.status): stop it or pass --stop-source")
+                if !options.stopSource && !options.cutover {
+                    return result(name, .skipped, "source is \(source.status): stop it or pass --stop-source (or --sync to copy it while it runs)")
                 }
                 if source.status != "ACTIVE" {
                     return result(name, .skipped, "source is \(source.status); only ACTIVE servers are stopped")
@@ -152,6 +157,7 @@ public final class WorkloadMigrator: Sendable {
                 if source.status != "SHUTOFF" {
                     // Recorded first: a failure (or a kill, then a failure) starts it again.
                     try ledger.record(plan.sourceID, cloud: .src, kind: "stopped-server", role: "stopped-source", id: plan.sourceID)
+                    try ledger.stopRequested(plan.sourceID)
                     try await stopSource(plan.sourceID)
                 }
                 var step = MigrationStep.resume(after: try ledger.workload(plan.sourceID)?.step)
@@ -160,6 +166,10 @@ public final class WorkloadMigrator: Sendable {
                     try await run.perform(s)
                     try Self.injectedFailure(after: s)
                     try ledger.completeStep(plan.sourceID, s.rawValue)
+                    if s == .server, let stopped = try ledger.workload(plan.sourceID)?.stopRequestedAt {
+                        // Downtime: the source's stop asked for → the destination server ACTIVE.
+                        try ledger.setDowntime(plan.sourceID, seconds: Date().timeIntervalSince(stopped))
+                    }
                     Self.injectedExit(recorded: s)
                     step = s.next
                 }
@@ -168,6 +178,46 @@ public final class WorkloadMigrator: Sendable {
                 return result(name, .changed, run.summary(), action: "migrated", id: server)
             } catch {
                 return await fail(name, "\(error)", run)
+            }
+        } catch {
+            return result(name, .failed, "\(error)")
+        }
+    }
+
+    /// A warm sync pass: the source keeps running (or stays stopped); its volumes are copied into
+    /// destination volumes kept for the next pass and the cutover. A failed pass removes its
+    /// temporaries and leaves the source as it was.
+    func sync(_ name: String, _ plan: WorkloadPlan, resolver: ReferenceResolver, entry: Ledger.Workload?) async -> ItemResult {
+        do {
+            guard let source = try await src.find(Nova.servers, id: plan.sourceID) else {
+                return result(name, .failed, "source server \(plan.sourceID) not found")
+            }
+            guard ["ACTIVE", "SHUTOFF"].contains(source.status) else {
+                return result(name, .skipped, "source is \(source.status): a sync copies ACTIVE or SHUTOFF servers")
+            }
+            if entry?.state == .running, entry?.step != nil {
+                return result(name, .failed, "a migration of this workload is under way (last step \(entry?.step ?? "")): finish it with `os-migrate import workloads`")
+            }
+            if let s = try await dst.named(Nova.servers, name).first { return result(name, .ok, "already in the destination (server \(s.id))", id: s.id) }
+            let run = WorkloadRun(migrator: self, plan: plan, resolver: resolver)
+            if options.dryRun {
+                let pass = try ledger.nextPass(plan.sourceID)
+                return result(name, .changed, "would sync (pass \(pass)): \(run.copied.count) volume(s), \(plan.gigabytes) GiB, the source running",
+                              action: "synced")
+            }
+            try ledger.begin(sourceID: plan.sourceID, name: name)
+            do {
+                let summary = try await run.syncPass()
+                try ledger.finishSync(plan.sourceID)
+                return result(name, .changed, summary, action: "synced")
+            } catch {
+                var problems: [String] = []
+                try? await run.detach()
+                await run.undoSource(&problems, restart: false)
+                let failure = "sync failed: \(error)" + (problems.isEmpty ? "; its temporaries were removed, the source is untouched"
+                    : "; cleanup incomplete: " + problems.joined(separator: "; "))
+                try? ledger.finish(plan.sourceID, state: .failed, error: failure)
+                return result(name, .failed, failure)
             }
         } catch {
             return result(name, .failed, "\(error)")

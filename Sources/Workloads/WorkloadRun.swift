@@ -55,12 +55,12 @@ struct WorkloadRun: Sendable {
 
     /// The resource recorded under `role`, or the one `create` makes (recorded at once). `adopt`
     /// finds one an interrupted run created but could not record.
-    func ensure(_ role: String, _ cloud: CloudSide, _ kind: String, detail: [String: String] = [:],
+    func ensure(_ role: String, _ cloud: CloudSide, _ kind: String, detail: [String: String] = [:], state: Ledger.Resource.State = .created,
                 adopt: (() async throws -> String?)? = nil, create: () async throws -> String) async throws -> String
     {
         if let r = try recorded(role) { return r.resourceID }
         if let adopt, let found = try await adopt() {
-            try ledger.record(id, cloud: cloud, kind: kind, role: role, id: found, detail: detail)
+            try ledger.record(id, cloud: cloud, kind: kind, role: role, id: found, detail: detail, state: state)
             return found
         }
         // The intent first: what a kill after the cloud's answer leaves is found again as ours.
@@ -73,12 +73,12 @@ struct WorkloadRun: Sendable {
             // The request may have been applied and only its answer lost (a reset connection, a
             // timeout): what `adopt` finds now is ours, recorded instead of leaked.
             if let adopt, let found = try? await adopt() {
-                try ledger.record(id, cloud: cloud, kind: kind, role: role, id: found, detail: detail)
+                try ledger.record(id, cloud: cloud, kind: kind, role: role, id: found, detail: detail, state: state)
                 return found
             }
             throw error
         }
-        try ledger.record(id, cloud: cloud, kind: kind, role: role, id: new, detail: detail)
+        try ledger.record(id, cloud: cloud, kind: kind, role: role, id: new, detail: detail, state: state)
         return new
     }
 
@@ -184,33 +184,41 @@ struct WorkloadRun: Sendable {
                 try ledger.record(id, cloud: .dst, kind: "volume", role: "dst-volume:\(i)", id: existing, state: .kept)
                 continue
             }
-            let staged = try stagedVolume(v)
-            let stagedVolume = v.size > 0 && v.staging != .serverImage ? nil : try await src.get(Cinder.volumes, staged)
-            let size = v.size > 0 ? v.size : stagedVolume?.size ?? 1
-            let origin = v.sourceID ?? staged
-            let vid = try await ensure("dst-volume:\(i)", .dst, "volume", detail: ["device": v.device, "source": staged], adopt: {
-                // One an interrupted run created (its answer lost, or killed before recording it):
-                // created with our source key, never attached to a server.
-                try await dst.list(Cinder.volumes, query: [QueryItem("name", v.name)]).collect().first {
-                    $0.name == v.name && $0.metadata?[Volumes.sourceKey] == origin && !$0.status.hasPrefix("error") && $0.attachments.isEmpty
-                }?.id
-            }) {
-                var body: JSONObject = ["size": .int(size), "name": .string(v.name),
-                                        "metadata": [Volumes.sourceKey: .string(origin)]]
-                if let d = v.description { body["description"] = .string(d) }
-                if let t = v.volumeType { body["volume_type"] = .string(t) }
-                if let a = v.availabilityZone { body["availability_zone"] = .string(a) }
-                return try await dst.create(Cinder.volumes, body).id
-            }
-            _ = try await waitVolume(dst, vid, "available")
-            if v.isBoot { try await dst.setVolumeBootable(vid, true) }
-            // A boot disk made from a server snapshot carries the image properties (UEFI, disk
-            // bus, …) on the temporary volume Cinder made from it; the keys naming that temporary
-            // image are left out.
-            let imageMetadata = v.staging == .serverImage
-                ? (stagedVolume?.volumeImageMetadata ?? [:]).filter { !Self.temporaryImageKeys.contains($0.key) } : v.imageMetadata
-            try await dst.setVolumeImageMetadata(vid, imageMetadata)
+            _ = try await ensureDestinationVolume(i, v, staged: try stagedVolume(v))
         }
+    }
+
+    /// The destination volume of `plan.volumes[i]`, created empty (sized, typed, bootable, with its
+    /// image metadata) unless the ledger or an interrupted run has it. `staged` is the volume its
+    /// data is read from; `keep`: made by a warm sync, it outlives a failed cutover.
+    func ensureDestinationVolume(_ i: Int, _ v: WorkloadPlan.Volume, staged: String, keep: Bool = false) async throws -> String {
+        let stagedVolume = v.size > 0 && v.staging != .serverImage ? nil : try await src.get(Cinder.volumes, staged)
+        let size = v.size > 0 ? v.size : stagedVolume?.size ?? 1
+        let origin = v.sourceID ?? staged
+        if let r = try recorded("dst-volume:\(i)") { return r.resourceID }
+        let vid = try await ensure("dst-volume:\(i)", .dst, "volume", detail: ["device": v.device, "source": staged], state: keep ? .kept : .created, adopt: {
+            // One an interrupted run created (its answer lost, or killed before recording it):
+            // created with our source key, never attached to a server.
+            try await dst.list(Cinder.volumes, query: [QueryItem("name", v.name)]).collect().first {
+                $0.name == v.name && $0.metadata?[Volumes.sourceKey] == origin && !$0.status.hasPrefix("error") && $0.attachments.isEmpty
+            }?.id
+        }) {
+            var body: JSONObject = ["size": .int(size), "name": .string(v.name),
+                                    "metadata": [Volumes.sourceKey: .string(origin)]]
+            if let d = v.description { body["description"] = .string(d) }
+            if let t = v.volumeType { body["volume_type"] = .string(t) }
+            if let a = v.availabilityZone { body["availability_zone"] = .string(a) }
+            return try await dst.create(Cinder.volumes, body).id
+        }
+        _ = try await waitVolume(dst, vid, "available")
+        if v.isBoot { try await dst.setVolumeBootable(vid, true) }
+        // A boot disk made from a server snapshot carries the image properties (UEFI, disk
+        // bus, …) on the temporary volume Cinder made from it; the keys naming that temporary
+        // image are left out.
+        let imageMetadata = v.staging == .serverImage
+            ? (stagedVolume?.volumeImageMetadata ?? [:]).filter { !Self.temporaryImageKeys.contains($0.key) } : v.imageMetadata
+        try await dst.setVolumeImageMetadata(vid, imageMetadata)
+        return vid
     }
 
     /// Image metadata Cinder copies from the temporary server snapshot that describe it, not the disk.
@@ -229,39 +237,69 @@ struct WorkloadRun: Sendable {
         try await attach(try hosts().dst, session: dst, side: .dst, volumes: copied.map { try destinationVolume($0.index) })
     }
 
-    func copy() async throws {
-        let h = try hosts()
-        let done = Set(try ledger.copies(id).map { "\($0.device)\u{0}\($0.destinationVolume)" })
-        var jobs: [(device: String, source: String, srcPath: String, target: String, dstPath: String)] = []
-        for (i, v) in copied {
-            let staged = try stagedVolume(v)
+    /// One volume's copy: from the staged source at `srcPath` on the source host into the
+    /// destination volume `target` at `dstPath` on the destination host.
+    struct CopyJob: Sendable {
+        var device: String
+        var source: String
+        var srcPath: String
+        var target: String
+        var dstPath: String
+    }
+
+    /// The copy jobs of the volumes in `volumes` not yet done, from the recorded attachments.
+    func copyJobs(_ volumes: [(index: Int, volume: WorkloadPlan.Volume, staged: String)], skipping done: Set<String> = []) throws -> [CopyJob] {
+        try volumes.compactMap { i, v, staged in
             let target = try destinationVolume(i)
             let device = v.device.isEmpty ? "volume\(i)" : v.device
-            if done.contains("\(device)\u{0}\(target)") { continue }
+            if done.contains("\(device)\u{0}\(target)") { return nil }
             guard let sp = try recorded("src-attach:\(staged)")?.details["path"],
                   let dp = try recorded("dst-attach:\(target)")?.details["path"]
             else { throw OpenStackError(kind: .notFound, service: "ledger", message: "attachment paths of \(plan.name) \(device) are not recorded") }
-            jobs.append((device, staged, sp, target, dp))
+            return CopyJob(device: device, source: staged, srcPath: sp, target: target, dstPath: dp)
         }
+    }
+
+    /// Run the copies, `copyParallel` at a time. The destination's chunk map is kept under the
+    /// volume's id; a volume no copy has begun on is known to be zero (nothing of it is read);
+    /// `trustMap`: the map's chunks are not read again (a volume only our copies have written).
+    func runCopies(_ jobs: [CopyJob], trustMap: Bool = false) async throws -> [(CopyJob, CopyResult)] {
+        let h = try hosts()
         let options = migrator.options
         let sink = migrator.sink
         let name = plan.name
-        _ = try await boundedMap(jobs, limit: max(1, options.copyParallel)) { job in
+        let begun = Set(try ledger.events(id).filter { $0.step == "copy-begun" }.map(\.message))
+        return try await boundedMap(jobs, limit: max(1, options.copyParallel)) { job in
             var req = CopyRequest(source: VolumeLocation(endpoint: h.link, path: job.srcPath),
                                   destination: VolumeLocation(endpoint: h.dst.ssh, path: job.dstPath))
             req.chunkSize = options.chunkSize
             req.streams = options.streams
             req.agentExecutable = options.agentExecutable
+            req.targetKey = job.target
+            // Every target is a volume this workload created: empty until a copy began on it.
+            req.targetIsZero = !begun.contains(job.target)
+            req.trustMap = trustMap && begun.contains(job.target)
+            try self.ledger.log(self.id, step: "copy-begun", job.target)
             let r = try await runCopy(req) { p in
                 sink.progress(ProgressEvent(kind: WorkloadMigrator.kind, name: "\(name) \(job.device)", phase: "copy",
                                             done: Int64(p.bytesDone), total: Int64(p.bytesTotal), rate: p.rate))
             }
-            try self.ledger.saveCopy(Ledger.Copy(
-                workload: self.id, device: job.device, sourceVolume: job.source, destinationVolume: job.target,
+            return (job, r)
+        }
+    }
+
+    func copy() async throws {
+        let done = Set(try ledger.copies(id).map { "\($0.device)\u{0}\($0.destinationVolume)" })
+        let jobs = try copyJobs(try copied.map { ($0.index, $0.volume, try stagedVolume($0.volume)) }, skipping: done)
+        // After a warm sync the destination holds what the last pass wrote, and only our copies
+        // wrote it: the final pass takes the map's word for the rest.
+        let synced = try !ledger.syncPasses(id).isEmpty
+        for (job, r) in try await runCopies(jobs, trustMap: synced) {
+            try ledger.saveCopy(Ledger.Copy(
+                workload: id, device: job.device, sourceVolume: job.source, destinationVolume: job.target,
                 size: Int64(r.sourceSize), digest: r.digest, bytesCopied: Int64(r.bytesCopied), bytesZero: Int64(r.bytesZero),
                 bytesReused: Int64(r.bytesReused), bytesOnWire: Int64(r.bytesOnWire), seconds: r.seconds, verifiedAt: Date()))
-            try await Volumes.recordVerifiedCopy(self.dst, volume: job.target, digest: r.digest)
-            return r.digest
+            try await Volumes.recordVerifiedCopy(dst, volume: job.target, digest: r.digest)
         }
     }
 
@@ -491,6 +529,7 @@ struct WorkloadRun: Sendable {
         let server = (try? ledger.workload(id)?.destinationID) ?? nil
         func gib(_ b: Int64) -> String { String(format: "%.2f GiB", Double(b) / Double(1 << 30)) }
         var s = "migrated to server \(server ?? "?")"
+        if let d = (try? ledger.workload(id)?.downtimeSeconds) ?? nil { s += String(format: ", downtime %.1f s", d) }
         if !copies.isEmpty {
             let size = copies.reduce(Int64(0)) { $0 + $1.size }
             let wire = copies.reduce(Int64(0)) { $0 + $1.bytesOnWire }

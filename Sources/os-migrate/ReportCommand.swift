@@ -46,7 +46,13 @@ struct ReportCommand: AsyncParsableCommand {
                     "finished_at": w.finishedAt.map { .string(iso.string(from: $0)) } ?? .null,
                     "seconds": seconds.map(JSONValue.double) ?? .null,
                     "error": w.error.map(JSONValue.string) ?? .null,
+                    "downtime_seconds": w.downtimeSeconds.map(JSONValue.double) ?? .null,
                 ]
+                o["sync_passes"] = .array(try ledger.syncPasses(w.sourceID).map { p in
+                    ["pass": .int(p.pass), "device": .string(p.device), "destination_volume": .string(p.destinationVolume),
+                     "size": .int(Int(p.size)), "bytes_changed": .int(Int(p.bytesChanged)), "bytes_on_wire": .int(Int(p.bytesOnWire)),
+                     "seconds": .double(p.seconds), "digest": .string(p.digest), "at": .string(iso.string(from: p.at))]
+                })
                 o["copies"] = .array(copies.map { c in
                     ["device": .string(c.device), "source_volume": .string(c.sourceVolume), "destination_volume": .string(c.destinationVolume),
                      "size": .int(Int(c.size)), "digest": .string(c.digest), "bytes_copied": .int(Int(c.bytesCopied)),
@@ -73,6 +79,7 @@ struct ReportCommand: AsyncParsableCommand {
                 var line = "\(w["name"]!.stringValue!): \(w["state"]!.stringValue!)"
                 if let d = w["destination_id"]?.stringValue { line += ", destination server \(d)" }
                 if let s = w["seconds"]?.doubleValue { line += String(format: ", %.1f s", s) }
+                if let d = w["downtime_seconds"]?.doubleValue { line += String(format: ", downtime %.1f s", d) }
                 if let a = w["attempts"]?.intValue, a > 1 { line += ", attempt \(a)" }
                 if w["state"]?.stringValue == "running", let st = w["last_step"]?.stringValue { line += " (last step done: \(st))" }
                 printLine(line)
@@ -81,6 +88,11 @@ struct ReportCommand: AsyncParsableCommand {
                     let gib = { (k: String) in String(format: "%.2f GiB", Double(c[k]?.intValue ?? 0) / 1_073_741_824) }
                     printLine("  \(c["device"]!.stringValue!): \(gib("size")) verified, \(gib("bytes_on_wire")) on the wire, \(gib("bytes_zero")) zero, "
                         + String(format: "%.1f s", c["seconds"]?.doubleValue ?? 0) + ", digest \(c["digest"]!.stringValue!)")
+                }
+                for p in w["sync_passes"]?.arrayValue ?? [] {
+                    let gib = { (k: String) in String(format: "%.2f GiB", Double(p[k]?.intValue ?? 0) / 1_073_741_824) }
+                    printLine("  sync pass \(p["pass"]?.intValue ?? 0) \(p["device"]?.stringValue ?? ""): \(gib("bytes_changed")) changed of \(gib("size")), "
+                        + "\(gib("bytes_on_wire")) on the wire, " + String(format: "%.1f s", p["seconds"]?.doubleValue ?? 0))
                 }
                 let text = { (l: JSONValue) in "\(l["cloud"]!.stringValue!) \(l["kind"]!.stringValue!) \(l["id"]!.stringValue!) (\(l["role"]!.stringValue!))" }
                 for l in w["leftovers"]?.arrayValue ?? [] { printLine("  to clean up: " + text(l)) }
@@ -92,6 +104,9 @@ struct ReportCommand: AsyncParsableCommand {
                 let unfinished = w["state"]?.stringValue == "running" || !(w["leftovers"]?.arrayValue ?? []).isEmpty
                     || !(w["interrupted_creates"]?.arrayValue ?? []).isEmpty
                 if unfinished { printLine("  to finish: run `os-migrate import workloads` again") }
+                if w["state"]?.stringValue == "synced" {
+                    printLine("  synced, the source still running: `os-migrate import workloads --sync` again, or `--cutover` to finish")
+                }
             }
             for v in volumes {
                 var line = "detached volume \(TerminalText.escaped(v["name"]?.stringValue ?? "")): \(v["state"]?.stringValue ?? "")"

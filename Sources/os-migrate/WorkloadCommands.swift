@@ -11,6 +11,10 @@ struct WorkloadImportOptions: ParsableArguments {
     @Option(name: .long, help: "Workloads migrated at once.") var parallel = 2
     @Option(name: .long, help: "Volume copies at once within a workload.") var copyParallel = 2
     @Flag(name: .long, help: "Stop running source VMs (and wait for SHUTOFF) instead of skipping them.") var stopSource = false
+    @Flag(name: .long, help: "Warm migration: copy the volumes while the VMs run (repeatable; each pass moves what changed). Nothing else is created.")
+    var sync = false
+    @Flag(name: .long, help: "Warm migration's end: stop each VM (when running), a last pass, then its ports, server and floating IPs; the downtime is measured.")
+    var cutover = false
     @Option(name: .long, help: ArgumentHelp("Use destination network DST where the source used SRC (repeatable).", valueName: "src=dst"))
     var mapNetwork: [String] = []
     @Option(name: .long, help: ArgumentHelp("Volume type mapping (repeatable).", valueName: "src=dst")) var mapVolumeType: [String] = []
@@ -22,6 +26,7 @@ struct WorkloadImportOptions: ParsableArguments {
     func validate() throws {
         guard (1...32).contains(parallel) else { throw ValidationError("--parallel must be 1 to 32 (got \(parallel))") }
         guard (1...16).contains(copyParallel) else { throw ValidationError("--copy-parallel must be 1 to 16 (got \(copyParallel))") }
+        guard !(sync && cutover) else { throw ValidationError("--sync and --cutover are two steps: run --sync (as often as you like), then --cutover") }
         guard timeout.isFinite, timeout > 0 else { throw ValidationError("--timeout must be a positive number of seconds (got \(timeout))") }
     }
 
@@ -88,6 +93,8 @@ enum WorkloadImport {
         opts.parallel = max(1, options.parallel)
         opts.copyParallel = max(1, options.copyParallel)
         opts.stopSource = options.stopSource
+        opts.sync = options.sync
+        opts.cutover = options.cutover
         opts.timeout = options.timeout
         opts.names = names
         opts.conversionHostNames = [srcSettings.hostName]
