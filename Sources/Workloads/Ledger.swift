@@ -271,3 +271,11 @@ public final class Ledger: Sendable {
                                          arguments: [workload]) }
     }
 }
+
+/// A record a step needs is missing from the ledger (an earlier step's resource was never
+/// recorded): the ledger, not a cloud, is at fault. Reads "ledger: <what> is not recorded".
+struct LedgerGap: Error, CustomStringConvertible, Sendable {
+    var message: String
+    init(_ message: String) { self.message = message }
+    var description: String { "ledger: \(message)" }
+}
