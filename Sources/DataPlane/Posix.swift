@@ -50,6 +50,7 @@ public enum VolumeKind: String, Sendable, Codable {
 }
 
 /// An open file descriptor of a volume (a regular file or a block device).
+// @unchecked: `directFD` is guarded by `directLock`; `size` changes only in `truncate`, before the handle is shared.
 final class VolumeHandle: @unchecked Sendable {
     let fd: Int32
     let path: String
@@ -285,6 +286,7 @@ final class VolumeHandle: @unchecked Sendable {
 }
 
 /// A page-aligned heap buffer.
+// @unchecked: the memory has one owner at a time, handed over through BufferPool/BlockingQueue.
 final class AlignedBuffer: @unchecked Sendable {
     let pointer: UnsafeMutableRawPointer
     let capacity: Int
