@@ -169,54 +169,67 @@ final class VolumeHandle: @unchecked Sendable {
         if offset + UInt64(count) <= size {
             let d = directDescriptor(buffer, count, offset)
             if d >= 0 {
-                while done < count {
-                    let n = pread(d, buffer + done, count - done, off_t(offset) + off_t(done))
-                    if n < 0 && errno == EINTR { continue }
-                    if n < 0 && errno == EINVAL { disableDirect(); done = 0; break }
-                    if n < 0 { throw SystemCallError(call: "pread", path: path, errno: errno) }
-                    if n == 0 { break }
-                    done += n
-                    if done < count && (done % LinuxConstants.directAlignment) != 0 { break }  // continue buffered
+                // O_DIRECT refused at any point: read it all again through the page cache.
+                done = try transferDirect("pread", count: count, endsAtZero: true, refusable: { _ in true }) {
+                    pread(d, buffer + $0, count - $0, off_t(offset) + off_t($0))
                 }
                 if done == count { return }
             }
         }
-        while done < count {
-            let n = pread(fd, buffer + done, count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SystemCallError(call: "pread", path: path, errno: errno)
-            }
-            if n == 0 {
-                memset(buffer + done, 0, count - done)
-                return
-            }
-            done += n
+        done = try transfer("pread", from: done, count: count, endsAtZero: true) {
+            pread(fd, buffer + $0, count - $0, off_t(offset) + off_t($0))
         }
+        if done < count { memset(buffer + done, 0, count - done) }
     }
 
     func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
         var done = 0
         let d = directDescriptor(buffer, count, offset)
         if d >= 0 {
-            while done < count {
-                let n = pwrite(d, buffer + done, count - done, off_t(offset) + off_t(done))
-                if n < 0 && errno == EINTR { continue }
-                if n < 0 && errno == EINVAL && done == 0 { disableDirect(); break }
-                if n < 0 { throw SystemCallError(call: "pwrite", path: path, errno: errno) }
-                done += n
-                if done < count && (done % LinuxConstants.directAlignment) != 0 { break }  // finish buffered
+            // O_DIRECT refused before the first byte only (after it, EINVAL is an error).
+            done = try transferDirect("pwrite", count: count, endsAtZero: false, refusable: { $0 == 0 }) {
+                pwrite(d, buffer + $0, count - $0, off_t(offset) + off_t($0))
             }
             if done == count { return }
         }
+        _ = try transfer("pwrite", from: done, count: count, endsAtZero: false) {
+            pwrite(fd, buffer + $0, count - $0, off_t(offset) + off_t($0))
+        }
+    }
+
+    /// Moves bytes `done..<count` with `op(done)` (a pread or pwrite of the rest), retrying EINTR
+    /// and short transfers; returns the bytes done, fewer only when `op` returns 0 and `endsAtZero`
+    /// (a read at end of file).
+    private func transfer(_ call: String, from start: Int, count: Int, endsAtZero: Bool, _ op: (Int) -> Int) throws -> Int {
+        var done = start
         while done < count {
-            let n = pwrite(fd, buffer + done, count - done, off_t(offset) + off_t(done))
+            let n = op(done)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw SystemCallError(call: "pwrite", path: path, errno: errno)
+                throw SystemCallError(call: call, path: path, errno: errno)
             }
+            if n == 0 && endsAtZero { break }
             done += n
         }
+        return done
+    }
+
+    /// `transfer` on the O_DIRECT descriptor from byte 0: it also stops at a short transfer off the
+    /// alignment (the page cache finishes), and on EINVAL where `refusable(done)` gives O_DIRECT up
+    /// and returns 0 (O_DIRECT refused at I/O time by some file systems).
+    private func transferDirect(_ call: String, count: Int, endsAtZero: Bool, refusable: (Int) -> Bool,
+                                _ op: (Int) -> Int) throws -> Int {
+        var done = 0
+        while done < count {
+            let n = op(done)
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && errno == EINVAL && refusable(done) { disableDirect(); return 0 }
+            if n < 0 { throw SystemCallError(call: call, path: path, errno: errno) }
+            if n == 0 && endsAtZero { break }
+            done += n
+            if done < count && (done % LinuxConstants.directAlignment) != 0 { break }  // the rest buffered
+        }
+        return done
     }
 
     /// Data extents (SEEK_DATA/SEEK_HOLE) of a regular file, or nil when the file system
