@@ -112,19 +112,17 @@ final class VolumeHandle: @unchecked Sendable {
     /// Opens an existing regular file or block device.
     static func open(_ path: String, writable: Bool) throws -> VolumeHandle {
         let flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC
-        let fd = Glibc.open(path, flags)
-        if fd < 0 { throw SystemCallError(call: "open", path: path, errno: errno) }
-        do {
-            return try wrap(fd: fd, path: path)
-        } catch {
-            close(fd)
-            throw error
-        }
+        return try adopt(Glibc.open(path, flags), path: path)
     }
 
     /// Creates a new regular file (fails if it exists).
     static func create(_ path: String) throws -> VolumeHandle {
-        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        try adopt(Glibc.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644), path: path)
+    }
+
+    /// The handle of a descriptor `open` just returned (-1: its errno is thrown); the descriptor is
+    /// closed when it is no volume.
+    private static func adopt(_ fd: Int32, path: String) throws -> VolumeHandle {
         if fd < 0 { throw SystemCallError(call: "open", path: path, errno: errno) }
         do {
             return try wrap(fd: fd, path: path)
