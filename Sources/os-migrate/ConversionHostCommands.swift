@@ -37,8 +37,7 @@ struct ConversionHostsCommand: AsyncParsableCommand {
         @OptionGroup var common: CommonOptions
 
         func run() async throws {
-            try await CommandRunner.run(common) { transport in
-                let ctx = try Context(common: common, transport: transport, sides: cloud.sides)
+            try await Context.run(common, sides: cloud.sides) { ctx in
                 let items = ItemLog(json: common.json)
                 let log = items.log
                 var hosts: [CloudSide: ConversionHost] = [:]
@@ -102,8 +101,7 @@ struct ConversionHostsCommand: AsyncParsableCommand {
         @OptionGroup var common: CommonOptions
 
         func run() async throws {
-            try await CommandRunner.run(common) { transport in
-                let ctx = try Context(common: common, transport: transport, sides: cloud.sides)
+            try await Context.run(common, sides: cloud.sides) { ctx in
                 var reports: [ConversionHostStatus] = []
                 await withTaskGroup(of: ConversionHostStatus.self) { group in
                     for side in cloud.sides {
@@ -153,8 +151,7 @@ struct ConversionHostsCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            try await CommandRunner.run(common) { transport in
-                let ctx = try Context(common: common, transport: transport, sides: cloud.sides)
+            try await Context.run(common, sides: cloud.sides) { ctx in
                 let items = ItemLog(json: common.json)
                 let log = items.log
                 var failures: [String] = []
@@ -198,6 +195,13 @@ struct ConversionHostsCommand: AsyncParsableCommand {
     struct Context {
         var settings: [CloudSide: ConversionHostSettings] = [:]
         var sessions: [CloudSide: CloudSession] = [:]
+
+        /// `CommandRunner.run` with the context of `sides` made first, inside it.
+        static func run(_ common: CommonOptions, sides: [CloudSide], _ body: (Context) async throws -> Int32) async throws {
+            try await CommandRunner.run(common) { transport in
+                try await body(try Context(common: common, transport: transport, sides: sides))
+            }
+        }
 
         init(common: CommonOptions, transport: HTTPTransport, sides: [CloudSide]) throws {
             let config = try common.configuration()
