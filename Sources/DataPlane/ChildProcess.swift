@@ -28,6 +28,8 @@ public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
 /// is close-on-exec so concurrent spawns never leak each other's pipes; no Foundation `Process`,
 /// whose SIGCHLD handling does not mix with swift-subprocess in one process). Its calls block:
 /// use them from threads of their own, not from the cooperative pool.
+// @unchecked: `stdinFD`, `status` and `stderrTail` are guarded by `lock`; `stderrReader` is set before
+// the stderr thread starts; `stdoutPending` belongs to the one reader of stdout.
 public final class ChildProcess: @unchecked Sendable {
     public enum Stdio {
         case inherit

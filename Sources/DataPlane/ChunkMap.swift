@@ -172,6 +172,7 @@ public struct ChunkMap: Sendable, Equatable {
 
 /// The on-disk journal of a `ChunkMap` on the destination host: appended to as chunks land (a kill
 /// leaves a usable partial map), rewritten compactly and atomically (rename) at the end of a run.
+// @unchecked: `fd` is guarded by `lock`; the rest is immutable.
 final class StateJournal: @unchecked Sendable {
     let path: String
     private let identity: ChunkDigest

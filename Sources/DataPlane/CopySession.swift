@@ -46,6 +46,7 @@ public typealias CopyLog = @Sendable (String) -> Void
 
 /// One `runCopy`: either a receiver in this process, or a receiver started on the destination host
 /// over ssh whose JSON events are relayed.
+// @unchecked: `receiver`, `remote` and `cancelled` are guarded by `lock`.
 final class CopySession: @unchecked Sendable {
     let request: CopyRequest
     let progress: @Sendable (CopyProgress) -> Void
@@ -221,6 +222,7 @@ public func localVolumeDigest(path: String, chunkSize: Int = VolumeGeometry.defa
     let geometry = try VolumeGeometry(size: volume.size, chunkSize: chunkSize)
     let scheme = DigestScheme(geometry: geometry)
     let hasData = ExtentPlanner.chunksWithData(extents: volume.dataExtents(), geometry: geometry)
+    // @unchecked: `next`, `digests` and `error` are guarded by `lock`.
     final class State: @unchecked Sendable {
         var next = 0
         var digests: [ChunkDigest]

@@ -225,7 +225,7 @@ public func agentExecutablePath() -> String {
 }
 
 /// A copy that can be run on the calling thread (blocking) and cancelled from another.
-public final class CopySessionHandle: @unchecked Sendable {
+public final class CopySessionHandle: Sendable {
     private let session: CopySession
     public init(request: CopyRequest, progress: @escaping @Sendable (CopyProgress) -> Void = { _ in }) {
         session = CopySession(request: request, progress: progress)

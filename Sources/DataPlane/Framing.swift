@@ -12,6 +12,7 @@ struct ConnectionLost: Error, CustomStringConvertible {
 }
 
 /// Buffered reading of frames from a stream descriptor.
+// @unchecked: `bytesRead` is guarded by `countLock`; `start`/`end` and the buffer belong to the one thread reading.
 final class FrameReader: @unchecked Sendable {
     let fd: Int32
     private let buffer: AlignedBuffer
@@ -109,6 +110,7 @@ final class FrameReader: @unchecked Sendable {
 }
 
 /// Serialised frame writing on a stream descriptor.
+// @unchecked: `bytesWritten` and the stream are guarded by `lock` (one frame at a time).
 final class FrameWriter: @unchecked Sendable {
     let fd: Int32
     private let lock = NSLock()

@@ -45,6 +45,7 @@ public struct NBDAddress: Sendable, Equatable {
 
 /// A minimal NBD client (fixed newstyle, NBD_OPT_GO, structured replies, base:allocation block
 /// status). One connection per reading thread; read-only.
+// @unchecked: `idle` is guarded by `lock`; each connection is used by one thread at a time.
 final class NBDSource: SourceVolume, @unchecked Sendable {
     let address: NBDAddress
     let size: UInt64
@@ -112,6 +113,7 @@ final class NBDSource: SourceVolume, @unchecked Sendable {
 }
 
 /// One NBD connection in transmission phase.
+// @unchecked: `cookie` and the socket belong to the one thread that took the connection from NBDSource.
 final class NBDConnection: @unchecked Sendable {
     private let fd: Int32
     let size: UInt64

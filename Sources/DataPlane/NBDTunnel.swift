@@ -6,7 +6,7 @@ import Glibc
 /// The fallback anchor, automated: `qemu-nbd --read-only` on the source host, exported on a private
 /// unix socket there, forwarded to a private unix socket here with `ssh -L` (nothing listens on a
 /// TCP port on either host). The local sender then reads `nbd+unix:///?socket=<local>`.
-final class NBDTunnel: @unchecked Sendable {
+final class NBDTunnel: Sendable {
     let localSocket: String
     private let server: ChildProcess
     private let tunnel: ChildProcess

@@ -50,6 +50,7 @@ public enum VolumeKind: String, Sendable, Codable {
 }
 
 /// An open file descriptor of a volume (a regular file or a block device).
+// @unchecked: `directFD` is guarded by `directLock`; `size` changes only in `truncate`, before the handle is shared.
 final class VolumeHandle: @unchecked Sendable {
     let fd: Int32
     let path: String
@@ -111,19 +112,17 @@ final class VolumeHandle: @unchecked Sendable {
     /// Opens an existing regular file or block device.
     static func open(_ path: String, writable: Bool) throws -> VolumeHandle {
         let flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC
-        let fd = Glibc.open(path, flags)
-        if fd < 0 { throw SystemCallError(call: "open", path: path, errno: errno) }
-        do {
-            return try wrap(fd: fd, path: path)
-        } catch {
-            close(fd)
-            throw error
-        }
+        return try adopt(Glibc.open(path, flags), path: path)
     }
 
     /// Creates a new regular file (fails if it exists).
     static func create(_ path: String) throws -> VolumeHandle {
-        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        try adopt(Glibc.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644), path: path)
+    }
+
+    /// The handle of a descriptor `open` just returned (-1: its errno is thrown); the descriptor is
+    /// closed when it is no volume.
+    private static func adopt(_ fd: Int32, path: String) throws -> VolumeHandle {
         if fd < 0 { throw SystemCallError(call: "open", path: path, errno: errno) }
         do {
             return try wrap(fd: fd, path: path)
@@ -168,54 +167,67 @@ final class VolumeHandle: @unchecked Sendable {
         if offset + UInt64(count) <= size {
             let d = directDescriptor(buffer, count, offset)
             if d >= 0 {
-                while done < count {
-                    let n = pread(d, buffer + done, count - done, off_t(offset) + off_t(done))
-                    if n < 0 && errno == EINTR { continue }
-                    if n < 0 && errno == EINVAL { disableDirect(); done = 0; break }
-                    if n < 0 { throw SystemCallError(call: "pread", path: path, errno: errno) }
-                    if n == 0 { break }
-                    done += n
-                    if done < count && (done % LinuxConstants.directAlignment) != 0 { break }  // continue buffered
+                // O_DIRECT refused at any point: read it all again through the page cache.
+                done = try transferDirect("pread", count: count, endsAtZero: true, refusable: { _ in true }) {
+                    pread(d, buffer + $0, count - $0, off_t(offset) + off_t($0))
                 }
                 if done == count { return }
             }
         }
-        while done < count {
-            let n = pread(fd, buffer + done, count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SystemCallError(call: "pread", path: path, errno: errno)
-            }
-            if n == 0 {
-                memset(buffer + done, 0, count - done)
-                return
-            }
-            done += n
+        done = try transfer("pread", from: done, count: count, endsAtZero: true) {
+            pread(fd, buffer + $0, count - $0, off_t(offset) + off_t($0))
         }
+        if done < count { memset(buffer + done, 0, count - done) }
     }
 
     func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
         var done = 0
         let d = directDescriptor(buffer, count, offset)
         if d >= 0 {
-            while done < count {
-                let n = pwrite(d, buffer + done, count - done, off_t(offset) + off_t(done))
-                if n < 0 && errno == EINTR { continue }
-                if n < 0 && errno == EINVAL && done == 0 { disableDirect(); break }
-                if n < 0 { throw SystemCallError(call: "pwrite", path: path, errno: errno) }
-                done += n
-                if done < count && (done % LinuxConstants.directAlignment) != 0 { break }  // finish buffered
+            // O_DIRECT refused before the first byte only (after it, EINVAL is an error).
+            done = try transferDirect("pwrite", count: count, endsAtZero: false, refusable: { $0 == 0 }) {
+                pwrite(d, buffer + $0, count - $0, off_t(offset) + off_t($0))
             }
             if done == count { return }
         }
+        _ = try transfer("pwrite", from: done, count: count, endsAtZero: false) {
+            pwrite(fd, buffer + $0, count - $0, off_t(offset) + off_t($0))
+        }
+    }
+
+    /// Moves bytes `done..<count` with `op(done)` (a pread or pwrite of the rest), retrying EINTR
+    /// and short transfers; returns the bytes done, fewer only when `op` returns 0 and `endsAtZero`
+    /// (a read at end of file).
+    private func transfer(_ call: String, from start: Int, count: Int, endsAtZero: Bool, _ op: (Int) -> Int) throws -> Int {
+        var done = start
         while done < count {
-            let n = pwrite(fd, buffer + done, count - done, off_t(offset) + off_t(done))
+            let n = op(done)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw SystemCallError(call: "pwrite", path: path, errno: errno)
+                throw SystemCallError(call: call, path: path, errno: errno)
             }
+            if n == 0 && endsAtZero { break }
             done += n
         }
+        return done
+    }
+
+    /// `transfer` on the O_DIRECT descriptor from byte 0: it also stops at a short transfer off the
+    /// alignment (the page cache finishes), and on EINVAL where `refusable(done)` gives O_DIRECT up
+    /// and returns 0 (O_DIRECT refused at I/O time by some file systems).
+    private func transferDirect(_ call: String, count: Int, endsAtZero: Bool, refusable: (Int) -> Bool,
+                                _ op: (Int) -> Int) throws -> Int {
+        var done = 0
+        while done < count {
+            let n = op(done)
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && errno == EINVAL && refusable(done) { disableDirect(); return 0 }
+            if n < 0 { throw SystemCallError(call: call, path: path, errno: errno) }
+            if n == 0 && endsAtZero { break }
+            done += n
+            if done < count && (done % LinuxConstants.directAlignment) != 0 { break }  // the rest buffered
+        }
+        return done
     }
 
     /// Data extents (SEEK_DATA/SEEK_HOLE) of a regular file, or nil when the file system
@@ -285,6 +297,7 @@ final class VolumeHandle: @unchecked Sendable {
 }
 
 /// A page-aligned heap buffer.
+// @unchecked: the memory has one owner at a time, handed over through BufferPool/BlockingQueue.
 final class AlignedBuffer: @unchecked Sendable {
     let pointer: UnsafeMutableRawPointer
     let capacity: Int

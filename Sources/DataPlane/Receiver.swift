@@ -33,6 +33,7 @@ struct ReceiverConfig: Sendable {
 /// Here: the session's state and its run; the streams to the senders are in ReceiverStreams.swift,
 /// the destination and the landing of chunks in ReceiverTarget.swift (their state is internal to
 /// be shared with them).
+// @unchecked: the state below is guarded by `cond` once threads run (set up before, on the calling thread).
 final class ReceiveSession: @unchecked Sendable {
     let config: ReceiverConfig
     private let progressHandler: @Sendable (CopyProgress) -> Void

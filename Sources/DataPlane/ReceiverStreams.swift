@@ -4,6 +4,7 @@ import Glibc
 #endif
 
 /// One SSH session (or local pipe pair) to a sender.
+// @unchecked: `hello` is set once by `launch` before the stream is shared; the rest is immutable.
 final class PeerStream: @unchecked Sendable {
     let index: Int
     let process: ChildProcess

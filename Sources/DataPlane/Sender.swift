@@ -100,6 +100,7 @@ public enum Sender {
     }
 }
 
+// @unchecked: the mutable state is guarded by `cond` once the worker threads run (set up before).
 final class SendSession: @unchecked Sendable {
     let volume: SourceVolume
     let geometry: VolumeGeometry

@@ -5,6 +5,7 @@ import Glibc
 #endif
 
 /// A blocking FIFO for worker threads.
+// @unchecked: `items`, `head` and `closed` are guarded by `cond`.
 final class BlockingQueue<Element>: @unchecked Sendable {
     private var items: [Element] = []
     private var head = 0
@@ -42,6 +43,7 @@ final class BlockingQueue<Element>: @unchecked Sendable {
 }
 
 /// A bounded pool of chunk buffers (the bound on memory in flight).
+// @unchecked: `free`, `created` and `closed` are guarded by `cond`.
 final class BufferPool: @unchecked Sendable {
     private var free: [AlignedBuffer] = []
     private var created = 0
@@ -82,7 +84,7 @@ final class BufferPool: @unchecked Sendable {
 }
 
 /// A joinable thread.
-final class WorkerThread: @unchecked Sendable {
+final class WorkerThread: Sendable {
     private let done = DispatchSemaphore(value: 0)
     init(name: String, _ body: @escaping @Sendable () -> Void) {
         let t = Thread { [done] in

@@ -392,6 +392,7 @@ func describe(_ r: CopyResult) -> String {
 }
 
 /// A TTY progress line on stderr with rate and ETA.
+// @unchecked: `shown` and the writes to stderr are guarded by `lock`.
 final class ProgressLine: @unchecked Sendable {
     private let lock = NSLock()
     private var shown = false
@@ -424,6 +425,7 @@ final class ProgressLine: @unchecked Sendable {
 }
 
 /// Lets a signal handler / stdin watcher cancel a running session.
+// @unchecked: `session` and `pendingCancel` are guarded by `lock`.
 final class SessionBox: @unchecked Sendable {
     private let lock = NSLock()
     private var session: CopySessionHandle?

@@ -124,22 +124,16 @@ public struct CloudConfigLoader: Sendable {
     public static let environmentCloudName = "envvars"
 
     /// clouds.yaml search order: OS_CLIENT_CONFIG_FILE, ./clouds.yaml, ~/.config/openstack, /etc/openstack.
-    public var cloudsFileCandidates: [String] {
-        var c: [String] = []
-        if let f = environment["OS_CLIENT_CONFIG_FILE"], !f.isEmpty { c.append(f) }
-        c.append(currentDirectory + "/clouds.yaml")
-        c.append(homeDirectory + "/.config/openstack/clouds.yaml")
-        c.append("/etc/openstack/clouds.yaml")
-        return c
-    }
+    public var cloudsFileCandidates: [String] { candidates("clouds.yaml", override: "OS_CLIENT_CONFIG_FILE") }
 
-    public var secureFileCandidates: [String] {
+    /// secure.yaml search order: OS_CLIENT_SECURE_FILE, then the same places.
+    public var secureFileCandidates: [String] { candidates("secure.yaml", override: "OS_CLIENT_SECURE_FILE") }
+
+    /// `$override` when set, then `file` in the current directory, ~/.config/openstack, /etc/openstack.
+    private func candidates(_ file: String, override: String) -> [String] {
         var c: [String] = []
-        if let f = environment["OS_CLIENT_SECURE_FILE"], !f.isEmpty { c.append(f) }
-        c.append(currentDirectory + "/secure.yaml")
-        c.append(homeDirectory + "/.config/openstack/secure.yaml")
-        c.append("/etc/openstack/secure.yaml")
-        return c
+        if let f = environment[override], !f.isEmpty { c.append(f) }
+        return c + [currentDirectory + "/" + file, homeDirectory + "/.config/openstack/" + file, "/etc/openstack/" + file]
     }
 
     /// The cloud to use when none was named: OS_CLOUD, else the OS_* variables, else nil.

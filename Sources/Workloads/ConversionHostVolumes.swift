@@ -266,7 +266,7 @@ actor AttachLocks {
 
 /// `flock` on a conversion host, held by an ssh session: released when we close its stdin, or
 /// when the connection drops (the migrator died), never left behind.
-final class RemoteLock: @unchecked Sendable {
+final class RemoteLock: Sendable {
     static let path = "~/.cache/os-migrate/attach.lock"
     private let child: ChildProcess
 

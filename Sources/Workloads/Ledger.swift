@@ -407,3 +407,11 @@ public final class Ledger: Sendable {
         try db.read { try VolumeCopy.order(Column("name")).fetchAll($0) }
     }
 }
+
+/// A record a step needs is missing from the ledger (an earlier step's resource was never
+/// recorded): the ledger, not a cloud, is at fault. Reads "ledger: <what> is not recorded".
+struct LedgerGap: Error, CustomStringConvertible, Sendable {
+    var message: String
+    init(_ message: String) { self.message = message }
+    var description: String { "ledger: \(message)" }
+}

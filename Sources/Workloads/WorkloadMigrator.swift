@@ -243,7 +243,7 @@ public final class WorkloadMigrator: Sendable {
     /// Test hook: `OSM_FAIL_AT=<step>` makes that step fail, to prove the failure path.
     static func injectedFailure(_ step: MigrationStep) throws {
         if ProcessInfo.processInfo.environment["OSM_FAIL_AT"] == step.rawValue {
-            throw OpenStackError(kind: .waitFailed, service: "test", message: "injected failure at step \(step.rawValue) (OSM_FAIL_AT)")
+            throw InjectedFailure("injected failure at step \(step.rawValue) (OSM_FAIL_AT)")
         }
     }
 
@@ -268,7 +268,15 @@ public final class WorkloadMigrator: Sendable {
         let env = ProcessInfo.processInfo.environment
         if env["OSM_EXIT_AFTER"] == step.rawValue { exit(137) }
         if env["OSM_FAIL_AFTER"] == step.rawValue {
-            throw OpenStackError(kind: .waitFailed, service: "test", message: "injected failure after step \(step.rawValue) (OSM_FAIL_AFTER)")
+            throw InjectedFailure("injected failure after step \(step.rawValue) (OSM_FAIL_AFTER)")
         }
     }
+}
+
+/// A failure a test asked for (`OSM_FAIL_AT`, `OSM_FAIL_AFTER`), to prove the failure path. Reads
+/// "test: injected failure …".
+struct InjectedFailure: Error, CustomStringConvertible, Sendable {
+    var message: String
+    init(_ message: String) { self.message = message }
+    var description: String { "test: \(message)" }
 }

@@ -105,7 +105,7 @@ struct WorkloadRun: Sendable {
         case .detach: return v.sourceID ?? ""
         case .snapshot, .serverImage:
             guard let r = try recorded("staged-volume:boot") else {
-                throw OpenStackError(kind: .notFound, service: "ledger", message: "the staged boot volume of \(plan.name) is not recorded")
+                throw LedgerGap("the staged boot volume of \(plan.name) is not recorded")
             }
             return r.resourceID
         }
@@ -228,7 +228,7 @@ struct WorkloadRun: Sendable {
 
     func destinationVolume(_ index: Int) throws -> String {
         guard let r = try recorded("dst-volume:\(index)") else {
-            throw OpenStackError(kind: .notFound, service: "ledger", message: "destination volume \(index) of \(plan.name) is not recorded")
+            throw LedgerGap("destination volume \(index) of \(plan.name) is not recorded")
         }
         return r.resourceID
     }
@@ -255,7 +255,7 @@ struct WorkloadRun: Sendable {
             if done.contains("\(device)\u{0}\(target)") { return nil }
             guard let sp = try recorded("src-attach:\(staged)")?.details["path"],
                   let dp = try recorded("dst-attach:\(target)")?.details["path"]
-            else { throw OpenStackError(kind: .notFound, service: "ledger", message: "attachment paths of \(plan.name) \(device) are not recorded") }
+            else { throw LedgerGap("attachment paths of \(plan.name) \(device) are not recorded") }
             return CopyJob(device: device, source: staged, srcPath: sp, target: target, dstPath: dp)
         }
     }

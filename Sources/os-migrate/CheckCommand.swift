@@ -11,8 +11,7 @@ struct CheckCommand: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
-        try await CommandRunner.run(common) { transport in
-            let config = try common.configuration()
+        try await CommandRunner.run(common) { transport, config in
             var clouds: [(role: String, profile: CloudProfile)] = []
             if let s = config.src { clouds.append(("src", s)) }
             if let d = config.dst { clouds.append(("dst", d)) }

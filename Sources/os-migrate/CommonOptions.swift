@@ -61,6 +61,11 @@ enum LogSetup {
 /// Runs a command body with the process's one HTTP transport, shutting it down afterwards,
 /// and turns failures into one line on stderr and exit code 1.
 enum CommandRunner {
+    /// `run` with the run's configuration (clouds, vars, data dir) loaded first, inside it.
+    static func run(_ common: CommonOptions, _ body: (HTTPTransport, RunConfiguration) async throws -> Int32) async throws {
+        try await run(common) { transport in try await body(transport, try common.configuration()) }
+    }
+
     static func run(_ common: CommonOptions, _ body: (HTTPTransport) async throws -> Int32) async throws {
         common.bootstrapLogging()
         let transport = HTTPTransport()

@@ -37,14 +37,9 @@ struct ConversionHostsCommand: AsyncParsableCommand {
         @OptionGroup var common: CommonOptions
 
         func run() async throws {
-            try await CommandRunner.run(common) { transport in
-                let ctx = try Context(common: common, transport: transport, sides: cloud.sides)
-                let sink = ConsoleSink(json: common.json)
-                let results = Mutex<[ItemResult]>([])
-                let log: ConversionHosts.Log = { r in
-                    results.withLock { $0.append(r) }
-                    sink.item(r)
-                }
+            try await Context.run(common, sides: cloud.sides) { ctx in
+                let items = ItemLog(json: common.json)
+                let log = items.log
                 var hosts: [CloudSide: ConversionHost] = [:]
                 var failures: [String] = []
                 await withTaskGroup(of: (CloudSide, Result<ConversionHost?, Error>).self) { group in
@@ -52,8 +47,7 @@ struct ConversionHostsCommand: AsyncParsableCommand {
                         let settings = ctx.settings[side]!, session = ctx.sessions[side]!
                         group.addTask {
                             guard settings.deployEnabled else {
-                                log(ItemResult(kind: "\(side.rawValue) server", name: settings.hostName, status: .skipped,
-                                               message: "os_migrate_deploy_\(side.rawValue)_conversion_host is false"))
+                                log(settings.serverItem(.skipped, "os_migrate_deploy_\(side.rawValue)_conversion_host is false"))
                                 return (side, .success(nil))
                             }
                             do { return (side, .success(try await ConversionHosts.deploy(settings, session: session, log: log))) } catch {
@@ -66,7 +60,7 @@ struct ConversionHostsCommand: AsyncParsableCommand {
                         case .success(let h): if let h { hosts[side] = h }
                         case .failure(let e):
                             failures.append("\(e)")
-                            log(ItemResult(kind: "\(side.rawValue) server", name: ctx.settings[side]!.hostName, status: .failed, message: "\(e)"))
+                            log(ctx.settings[side]!.serverItem(.failed, "\(e)"))
                         }
                     }
                 }
@@ -79,7 +73,7 @@ struct ConversionHostsCommand: AsyncParsableCommand {
                         if dst == nil, let s = ctx.sessions[.dst] {
                             // Only the source host was deployed: renew the link if the destination host is there.
                             do { dst = try await ConversionHosts.locate(ctx.settings[.dst]!, session: s) } catch let e as ConversionHostError {
-                                if e.kind != .notFound { sink.note("link not renewed: \(e)") }
+                                if e.kind != .notFound { items.sink.note("link not renewed: \(e)") }
                                 dst = nil
                             }
                         }
@@ -87,16 +81,14 @@ struct ConversionHostsCommand: AsyncParsableCommand {
                             try await ConversionHosts.link(src: src, dst: dst, sourceSettings: srcSettings, srcSession: ctx.sessions[.src],
                                                            dstSession: ctx.sessions[.dst], log: log)
                         } else if cloud != .src {
-                            sink.note("link not set up: the source cloud is not configured (--src-cloud or --vars)")
+                            items.sink.note("link not set up: the source cloud is not configured (--src-cloud or --vars)")
                         }
                     } catch {
                         failures.append("\(error)")
                         log(ItemResult(kind: "link", name: "dst → src", status: .failed, message: "\(error)"))
                     }
                 }
-                sink.recap(Recap(results.withLock { $0 }))
-                for f in failures { CommandRunner.printError(ConfigError(f)) }
-                return failures.isEmpty ? 0 : 1
+                return items.finish(failures: failures)
             }
         }
     }
@@ -109,8 +101,7 @@ struct ConversionHostsCommand: AsyncParsableCommand {
         @OptionGroup var common: CommonOptions
 
         func run() async throws {
-            try await CommandRunner.run(common) { transport in
-                let ctx = try Context(common: common, transport: transport, sides: cloud.sides)
+            try await Context.run(common, sides: cloud.sides) { ctx in
                 var reports: [ConversionHostStatus] = []
                 await withTaskGroup(of: ConversionHostStatus.self) { group in
                     for side in cloud.sides {
@@ -160,14 +151,9 @@ struct ConversionHostsCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            try await CommandRunner.run(common) { transport in
-                let ctx = try Context(common: common, transport: transport, sides: cloud.sides)
-                let sink = ConsoleSink(json: common.json)
-                let results = Mutex<[ItemResult]>([])
-                let log: ConversionHosts.Log = { r in
-                    results.withLock { $0.append(r) }
-                    sink.item(r)
-                }
+            try await Context.run(common, sides: cloud.sides) { ctx in
+                let items = ItemLog(json: common.json)
+                let log = items.log
                 var failures: [String] = []
                 // The link key on the destination host goes first (when both hosts are there).
                 if let srcSession = ctx.sessions[.src], let dstSession = ctx.sessions[.dst],
@@ -181,15 +167,14 @@ struct ConversionHostsCommand: AsyncParsableCommand {
                         let settings = ctx.settings[side]!, session = ctx.sessions[side]!
                         group.addTask {
                             guard settings.deleteEnabled else {
-                                log(ItemResult(kind: "\(side.rawValue) server", name: settings.hostName, status: .skipped,
-                                               message: "os_migrate_delete_\(side.rawValue)_conversion_host is false"))
+                                log(settings.serverItem(.skipped, "os_migrate_delete_\(side.rawValue)_conversion_host is false"))
                                 return nil
                             }
                             do {
                                 try await ConversionHosts.delete(settings, session: session, log: log)
                                 return nil
                             } catch {
-                                log(ItemResult(kind: "\(side.rawValue) server", name: settings.hostName, status: .failed, message: "\(error)"))
+                                log(settings.serverItem(.failed, "\(error)"))
                                 return "\(error)"
                             }
                         }
@@ -201,9 +186,7 @@ struct ConversionHostsCommand: AsyncParsableCommand {
                         log(ItemResult(kind: "key file", name: p, status: .changed, action: "deleted"))
                     }
                 }
-                sink.recap(Recap(results.withLock { $0 }))
-                for f in failures { CommandRunner.printError(ConfigError(f)) }
-                return failures.isEmpty ? 0 : 1
+                return items.finish(failures: failures)
             }
         }
     }
@@ -212,6 +195,13 @@ struct ConversionHostsCommand: AsyncParsableCommand {
     struct Context {
         var settings: [CloudSide: ConversionHostSettings] = [:]
         var sessions: [CloudSide: CloudSession] = [:]
+
+        /// `CommandRunner.run` with the context of `sides` made first, inside it.
+        static func run(_ common: CommonOptions, sides: [CloudSide], _ body: (Context) async throws -> Int32) async throws {
+            try await CommandRunner.run(common) { transport in
+                try await body(try Context(common: common, transport: transport, sides: sides))
+            }
+        }
 
         init(common: CommonOptions, transport: HTTPTransport, sides: [CloudSide]) throws {
             let config = try common.configuration()
@@ -228,5 +218,34 @@ struct ConversionHostsCommand: AsyncParsableCommand {
                 if let profile { sessions[side] = try CloudSession(profile: profile, transport: transport) }
             }
         }
+    }
+}
+
+/// Deploy's and delete's progress: each item shown as it comes, and kept for the recap.
+final class ItemLog: Sendable {
+    let sink: ConsoleSink
+    private let results = Mutex<[ItemResult]>([])
+
+    init(json: Bool) { sink = ConsoleSink(json: json) }
+
+    var log: ConversionHosts.Log {
+        { [self] r in
+            results.withLock { $0.append(r) }
+            sink.item(r)
+        }
+    }
+
+    /// The recap, then one error line per failure; the exit status.
+    func finish(failures: [String]) -> Int32 {
+        sink.recap(Recap(results.withLock { $0 }))
+        for f in failures { CommandRunner.printError(ConfigError(f)) }
+        return failures.isEmpty ? 0 : 1
+    }
+}
+
+extension ConversionHostSettings {
+    /// The `<side> server` line of this side's host.
+    func serverItem(_ status: ItemResult.Status, _ message: String) -> ItemResult {
+        ItemResult(kind: "\(side.rawValue) server", name: hostName, status: status, message: message)
     }
 }

@@ -13,8 +13,7 @@ struct ReportCommand: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
-        try await CommandRunner.run(common) { transport in
-            let config = try common.configuration()
+        try await CommandRunner.run(common) { transport, config in
             let path = (config.dataDir as NSString).appendingPathComponent(Ledger.fileName)
             guard FileManager.default.fileExists(atPath: path) else {
                 throw ConfigError("\(path): no migration ledger yet (run `os-migrate import workloads` first)")

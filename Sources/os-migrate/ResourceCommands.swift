@@ -72,8 +72,7 @@ struct ExportCommand: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
-        try await CommandRunner.run(common) { transport in
-            let config = try common.configuration()
+        try await CommandRunner.run(common) { transport, config in
             let selected = try KindSelection.resolve(kinds.isEmpty ? ["all"] : kinds)
             let nameFilters = try NameFilters(cli: filters.filter, vars: config.vars)
             let session = try CloudSession(profile: try config.requireSource(), transport: transport)
@@ -127,8 +126,7 @@ struct ImportCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await CommandRunner.run(common) { transport in
-            let config = try common.configuration()
+        try await CommandRunner.run(common) { transport, config in
             var selected = try KindSelection.resolve(kinds, dataDir: config.dataDir)
             // `all` is every data file, workloads.yml included: its VMs migrate after the resources
             // they need (a running VM is skipped unless --stop-source).
@@ -217,8 +215,7 @@ struct ValidateCommand: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
-        try await CommandRunner.run(common) { transport in
-            let config = try common.configuration()
+        try await CommandRunner.run(common) { transport, config in
             let selected = try KindSelection.resolve(kinds, dataDir: config.dataDir)
             guard !selected.isEmpty else { throw ConfigError(DataDirectory.noFilesMessage(config.dataDir, action: "validate")) }
             let files = try KindSelection.load(selected, dataDir: config.dataDir)

@@ -388,8 +388,7 @@ public enum ImageKind: ResourceKind {
                 throw OpenStackError(kind: .notFound, service: ServiceType.image, message: "source image \(sourceID) is \(src.status), not active")
             }
             if let m = expectedMD5, let c = src.checksum, m != c {
-                throw OpenStackError(kind: .decoding, service: ServiceType.image,
-                                     message: "source image \(sourceID) changed since the export (checksum \(c), file says \(m)): export again")
+                throw ChecksumMismatch("source image \(sourceID) changed since the export (checksum \(c), file says \(m)): export again")
             }
         }
         let body = createBody(record, kernel: kernel, ramdisk: ramdisk)
@@ -433,18 +432,17 @@ public enum ImageKind: ResourceKind {
                                   hash: record.params["hash_value"]?.stringValue, size: record.info["size"]?.intValue.map(Int64.init),
                                   what: "the source's")
         {
-            throw OpenStackError(kind: .decoding, service: ServiceType.image, message: "image data check failed: \(problem)")
+            throw ChecksumMismatch("image data check failed: \(problem)")
         }
         if let header = t.sourceContentMD5, !header.isEmpty, header.lowercased() != d.md5 {
-            throw OpenStackError(kind: .decoding, service: ServiceType.image,
-                                 message: "image data check failed: MD5 \(d.md5) differs from the source's Content-MD5 \(header)")
+            throw ChecksumMismatch("image data check failed: MD5 \(d.md5) differs from the source's Content-MD5 \(header)")
         }
         let dst = try await ctx.session.image(id)
         guard dst.status == "active" else {
             throw OpenStackError(kind: .decoding, service: ServiceType.image, message: "uploaded image \(id) is \(dst.status), not active")
         }
         if let problem = mismatch(d, md5: dst.checksum, algo: dst.hashAlgo, hash: dst.hashValue, size: dst.size, what: "the destination's") {
-            throw OpenStackError(kind: .decoding, service: ServiceType.image, message: "image data check failed: \(problem)")
+            throw ChecksumMismatch("image data check failed: \(problem)")
         }
     }
 
@@ -568,4 +566,14 @@ public enum ImageKind: ResourceKind {
         }
         return results
     }
+}
+
+/// An image's data does not match its checksums (the source's, the destination's, the
+/// Content-MD5 header), or the source image changed since the export: the data, not the API
+/// call, is wrong. Reads as it did as an `OpenStackError` of kind `.decoding`:
+/// "image: unexpected response: <message>".
+public struct ChecksumMismatch: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { "\(ServiceType.image): unexpected response: \(message)" }
 }
