@@ -113,7 +113,7 @@ struct WorkloadMigrationTests {
             #expect(Self.item(run.stdout, "vm-bfv")?["status"]?.stringValue == "changed", "\(run.stdout)")
             #expect(Self.item(run.stdout, "vm-img")?["status"]?.stringValue == "changed", "\(run.stdout)")
             #expect(Self.item(run.stdout, "vm-running")?["status"]?.stringValue == "skipped")
-            #expect(Self.item(run.stdout, "vm-running")?["message"]?.stringValue == "source is ACTIVE: stop it or pass --stop-source")
+            #expect(Self.item(run.stdout, "vm-running")?["message"]?.stringValue == "source is ACTIVE: stop it or pass --stop-source (or --sync to copy it while it runs)")
 
             // The destination servers, field by field against the source.
             for name in ["vm-bfv", "vm-img"] {

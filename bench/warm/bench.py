@@ -1,0 +1,221 @@
+#!/usr/bin/python3
+"""Warm vs cold migration of one VM over a shaped link, and the data plane's incremental copy.
+
+Run by bench/warm/run (which brings up the lab, a release build and two conversion hosts in
+network namespaces joined by a link shaped to RATE). Prints ratios measured in this one run:
+
+  downtime, warm / cold   the same VM (BOOT_GIB boot + DATA_GIB data, 25 % data, 25 % explicit
+                          zeros, 50 % holes), CHANGE % of each volume written by the "guest"
+                          after the last sync; cold = import workloads --stop-source on the
+                          running VM (its downtime is the whole migration), warm = two --sync
+                          passes then --cutover. Goal ≤ 0.20.
+  copy, incremental / full  `os-migrate copy` of a disk over the same link: a full copy into a
+                          fresh file, then CHANGE % of the source rewritten and copied again
+                          (--target-key, --trust-map). Goal ≤ 0.20.
+
+Page cache dropped before every timed run; REPS alternating repetitions, medians.
+Environment: OSM, VARS, DATA, SRC_NS/DST_NS/LINK (from run), BOOT_GIB, DATA_GIB, CHANGE, REPS.
+"""
+import importlib.util
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.util.spec_from_file_location("estate", os.path.join(HERE, "..", "..", "scripts", "demo-estate.py"))
+estate = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(estate)
+
+OSM, VARS, DATA = os.environ["OSM"], os.environ["VARS"], os.environ["DATA"]
+ARGS = ["--vars", VARS, "--src-cloud", f"{estate.LAB}-src", "--dst-cloud", f"{estate.LAB}-dst"]
+BOOT_GIB, DATA_GIB = int(os.environ.get("BOOT_GIB", "2")), int(os.environ.get("DATA_GIB", "2"))
+CHANGE = float(os.environ.get("CHANGE", "1"))
+REPS = int(os.environ.get("REPS", "1"))
+MIB = 1 << 20
+
+
+def drop_caches():
+    subprocess.run(["sync"], check=True)
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def mixed(path, gib, seed):
+    """25 % random data, 25 % explicit zeros, 50 % holes, in 4 MiB runs."""
+    rng = random.Random(seed)
+    with open(path, "r+b") as f:
+        for off in range(0, gib << 30, 16 * MIB):
+            f.seek(off)
+            f.write(rng.randbytes(4 * MIB))
+            f.write(bytes(4 * MIB))
+
+
+def guest_writes(path, gib, seed):
+    """CHANGE % of the volume rewritten, in 1 MiB pieces at random places (a running guest)."""
+    rng = random.Random(seed)
+    pieces = max(1, int((gib << 30) * CHANGE / 100) // MIB)
+    with open(path, "r+b") as f:
+        for _ in range(pieces):
+            f.seek(rng.randrange(0, (gib << 30) // MIB) * MIB)
+            f.write(rng.randbytes(MIB))
+        os.fsync(f.fileno())
+
+
+def osm(*args):
+    t0 = time.monotonic()
+    r = subprocess.run([OSM, *args, *ARGS], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"bench: os-migrate {' '.join(args)} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    return time.monotonic() - t0
+
+
+def report():
+    r = subprocess.run([OSM, "report", "--json", *ARGS], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)["workloads"][0]
+
+
+def seed():
+    c = estate.conn("src")
+    net, bs, nova = c.network, c.block_storage, c.compute
+    n = net.create_network(name="warm-net")
+    net.create_subnet(name="warm-subnet", network_id=n.id, ip_version=4, cidr="10.98.0.0/24")
+    g = net.create_security_group(name="warm-sg", description="warm bench")
+    with open(os.path.join(DATA, "conversion", "ssh.key.pub")) as f:
+        nova.create_keypair(name="warm-key", public_key=f.read().strip())
+    image = c.image.find_image(f"{estate.LAB}-image", ignore_missing=False)
+    boot = bs.create_volume(name="warm-boot", size=BOOT_GIB, image_id=image.id)
+    data = bs.create_volume(name="warm-data", size=DATA_GIB)
+    boot = estate.wait("volume warm-boot", lambda: bs.get_volume(boot.id), "available")
+    data = estate.wait("volume warm-data", lambda: bs.get_volume(data.id), "available")
+    mixed(estate.volume_file(boot.id), BOOT_GIB, 1)
+    mixed(estate.volume_file(data.id), DATA_GIB, 2)
+    flavor = nova.find_flavor("m1.tiny", ignore_missing=False)
+    vm = nova.create_server(name="warm-vm", flavor_id=flavor.id, networks=[{"uuid": n.id}], security_groups=[{"name": g.name}],
+                            key_name="warm-key", block_device_mapping=[
+                                {"uuid": boot.id, "source_type": "volume", "destination_type": "volume", "boot_index": 0,
+                                 "delete_on_termination": False},
+                                {"uuid": data.id, "source_type": "volume", "destination_type": "volume", "boot_index": -1,
+                                 "delete_on_termination": False}])
+    nova.wait_for_server(vm, status="ACTIVE", wait=300)
+    return vm.id, [boot.id, data.id]
+
+
+def reset_destination(vm):
+    """The destination without the migrated VM; the source VM running again; no ledger."""
+    d = estate.conn("dst")
+    for x in [x for x in d.compute.servers() if x.name == "warm-vm"]:
+        d.compute.delete_server(x)
+        d.compute.wait_for_delete(x, wait=300)
+    for p in d.network.ports():
+        if not p.device_id and any(n.name == "warm-net" for n in d.network.networks(id=p.network_id)):
+            d.network.delete_port(p)
+    for v in list(d.block_storage.volumes(details=True)):
+        if v.name in ("warm-boot", "warm-data"):
+            d.block_storage.delete_volume(v)
+            d.block_storage.wait_for_delete(v, wait=300)
+    for suffix in ("", "-wal", "-shm"):
+        p = os.path.join(DATA, "migration-ledger.sqlite" + suffix)
+        if os.path.exists(p):
+            os.remove(p)
+    s = estate.conn("src")
+    server = s.compute.get_server(vm)
+    if server.status == "SHUTOFF":
+        s.compute.start_server(server)
+        s.compute.wait_for_server(server, status="ACTIVE", wait=300)
+
+
+def cold(vm):
+    reset_destination(vm)
+    drop_caches()
+    seconds = osm("import", "workloads", "--stop-source")
+    return seconds, report()["downtime_seconds"]
+
+
+def warm(vm, volumes, rep):
+    reset_destination(vm)
+    drop_caches()
+    first = osm("import", "workloads", "--sync")
+    for i, v in enumerate(volumes):
+        guest_writes(estate.volume_file(v), [BOOT_GIB, DATA_GIB][i], 100 * rep + i)
+    drop_caches()
+    second = osm("import", "workloads", "--sync")
+    for i, v in enumerate(volumes):
+        guest_writes(estate.volume_file(v), [BOOT_GIB, DATA_GIB][i], 100 * rep + 50 + i)
+    drop_caches()
+    cut = osm("import", "workloads", "--cutover")
+    r = report()
+    return first, second, cut, r["downtime_seconds"], r
+
+
+def copy_bench(rep):
+    """Full then incremental `os-migrate copy` from the source host to the destination host, over the link."""
+    work = os.path.join(DATA, "copy-bench")
+    os.makedirs(work, exist_ok=True)
+    src, dst = os.path.join(work, "src.img"), os.path.join(work, f"dst-{rep}.img")
+    if not os.path.exists(src):
+        with open(src, "wb") as f:
+            f.truncate(BOOT_GIB << 30)
+        mixed(src, BOOT_GIB, 3)
+    if os.path.exists(dst):
+        os.remove(dst)
+    key = os.path.join(DATA, "conversion", "ssh.key")
+    cmd = ["ip", "netns", "exec", os.environ["DST_NS"], OSM, "copy", f"root@{os.environ['LINK']}:{src}", dst, "--json",
+           "--identity", key, "--ssh-option", "StrictHostKeyChecking=no", "--ssh-option", "UserKnownHostsFile=/dev/null",
+           "--remote-command", OSM, "--state-dir", os.path.join(work, "state"), "--target-key", f"bench-{rep}"]
+
+    def run(extra):
+        drop_caches()
+        t0 = time.monotonic()
+        r = subprocess.run(cmd + extra, capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"bench: copy failed: {r.stderr[-2000:]}")
+        return time.monotonic() - t0, [json.loads(l) for l in r.stdout.splitlines() if '"event":"result"' in l][-1]
+
+    full, fr = run([])
+    guest_writes(src, BOOT_GIB, 1000 + rep)
+    inc, ir = run(["--trust-map"])
+    return full, inc, fr, ir
+
+
+def existing():
+    c = estate.conn("src")
+    vm = next(c.compute.servers(name="^warm-vm$"))
+    byname = {v.name: v.id for v in c.block_storage.volumes(details=True)}
+    return vm.id, [byname["warm-boot"], byname["warm-data"]]
+
+
+def main():
+    if sys.argv[1:] == ["seed"]:
+        seed()
+        return
+    vm, volumes = existing()
+    rows = []
+    for rep in range(REPS):
+        # Alternating: cold first on even repetitions, warm first on odd ones.
+        order = ["cold", "warm"] if rep % 2 == 0 else ["warm", "cold"]
+        row = {}
+        for what in order:
+            if what == "cold":
+                row["cold_seconds"], row["cold_downtime"] = cold(vm)
+            else:
+                row["sync1"], row["sync2"], row["cutover"], row["warm_downtime"], _ = warm(vm, volumes, rep)
+        row["copy_full"], row["copy_inc"], fr, ir = copy_bench(rep)
+        row["copy_full_wire"], row["copy_inc_wire"] = fr.get("bytesOnWire"), ir.get("bytesOnWire")
+        rows.append(row)
+        print(f"  rep {rep + 1}: cold {row['cold_seconds']:.1f} s (downtime {row['cold_downtime']:.1f} s); warm syncs "
+              f"{row['sync1']:.1f} s + {row['sync2']:.1f} s, cutover {row['cutover']:.1f} s (downtime {row['warm_downtime']:.1f} s); "
+              f"copy full {row['copy_full']:.1f} s, incremental {row['copy_inc']:.1f} s", flush=True)
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if rows[0][k] is not None}
+    print(f"VM {BOOT_GIB} GiB boot + {DATA_GIB} GiB data, {CHANGE:g} % changed after the last sync, link {os.environ.get('RATE')}, "
+          f"medians of {REPS}:")
+    print(f"  downtime: warm {med['warm_downtime']:.1f} s, cold {med['cold_downtime']:.1f} s  →  warm/cold {med['warm_downtime'] / med['cold_downtime']:.2f} (goal ≤ 0.20)")
+    print(f"  copy: incremental {med['copy_inc']:.1f} s, full {med['copy_full']:.1f} s  →  incremental/full {med['copy_inc'] / med['copy_full']:.2f} (goal ≤ 0.20); "
+          f"on the wire {med.get('copy_inc_wire', 0) / MIB:.0f} MiB of {med.get('copy_full_wire', 0) / MIB:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
