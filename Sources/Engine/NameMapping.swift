@@ -44,7 +44,7 @@ public struct NameMapping: Sendable, Equatable {
         }
         if let k = ResourceRegistry.kind(named: w), let t = k.refType { return .ref(t) }
         let singular = w.hasSuffix("s") ? String(w.dropLast()) : w
-        if let t = RefType.allCases.first(where: { $0.rawValue.replacingOccurrences(of: " ", with: "-") == singular }) { return .ref(t) }
+        if let t = RefType.referenced.first(where: { $0.rawValue.replacingOccurrences(of: " ", with: "-") == singular }) { return .ref(t) }
         return nil
     }
 
