@@ -11,6 +11,8 @@ public struct RefType: Sendable, Hashable, CustomStringConvertible {
     public let scoping: Scoping
     /// Where the things of this type are listed; nil for names that nothing lists.
     public let listing: Listing?
+    /// More words that name it in `--map-name` ("az").
+    public let aliases: [String]
 
     public enum Scoping: Sendable { case project, domain, none }
 
@@ -23,10 +25,11 @@ public struct RefType: Sendable, Hashable, CustomStringConvertible {
         public var query: [QueryItem]
     }
 
-    public init(_ name: String, scoping: Scoping, listing: Listing?) {
+    public init(_ name: String, scoping: Scoping, listing: Listing?, aliases: [String] = []) {
         rawValue = name
         self.scoping = scoping
         self.listing = listing
+        self.aliases = aliases
     }
 
     /// A type listed from `collection` (its service, path and plural), with `query`.
@@ -60,12 +63,17 @@ public struct RefType: Sendable, Hashable, CustomStringConvertible {
     public static let domain = RefType("domain", Keystone.domains, scoping: .none)
     public static let user = RefType("user", Keystone.users, scoping: .domain)
     public static let role = RefType("role", Keystone.roles, scoping: .domain)
+    /// Volume types, named by a volume's `volume_type`: every type, public and private, that
+    /// the caller may see.
+    public static let volumeType = RefType("volume type", Cinder.types, scoping: .none, query: [QueryItem("is_public", "None")])
+    /// Availability zones, named by a volume's `availability_zone`: renamed, never listed.
+    public static let availabilityZone = RefType("availability zone", scoping: .none, listing: nil, aliases: ["az"])
 
     /// The types declared here: what the kinds refer to (with the kinds' own `refType`s, the
     /// names `--map-name` knows).
     public static let referenced: [RefType] = [
         .network, .subnet, .router, .securityGroup, .qosPolicy, .subnetPool, .segment, .addressGroup, .networkFlavor,
-        .flavor, .image, .project, .domain, .user, .role,
+        .flavor, .image, .project, .domain, .user, .role, .volumeType, .availabilityZone,
     ]
 }
 
