@@ -12,46 +12,46 @@ import Resources
 /// and flavor the data directory's files hold (the cloud-wide names that collide when source and
 /// destination are one cloud); `--rename-prefix KIND=PREFIX` does it for another kind. Volume
 /// types and availability zones (`--map-name volume-type:SRC=DST`, `availability-zone:...`) map
-/// the `volume_type` and `availability_zone` params of what is created.
+/// the `volume_type` and `availability_zone` params of what is created (a kind's `nameParams`).
 public struct NameMapping: Sendable, Equatable {
     public private(set) var names: [RefType: [String: String]] = [:]
-    public private(set) var volumeTypes: [String: String] = [:]
-    public private(set) var availabilityZones: [String: String] = [:]
     /// Names mapped explicitly (`--map-name`): a prefix does not override them.
     private var explicit: Set<String> = []
 
     public init() {}
 
-    public var isEmpty: Bool { names.values.allSatisfy(\.isEmpty) && volumeTypes.isEmpty && availabilityZones.isEmpty }
+    public var isEmpty: Bool { names.values.allSatisfy(\.isEmpty) }
+
+    /// `--map-name volume-type:SRC=DST` (and `--map-volume-type`).
+    public var volumeTypes: [String: String] { renames(.volumeType) }
+    /// `--map-name availability-zone:SRC=DST` (and `--map-az`).
+    public var availabilityZones: [String: String] { renames(.availabilityZone) }
 
     /// The kinds `--rename-prefix PREFIX` applies to.
     public static let defaultPrefixKinds = ["projects", "users", "flavors"]
 
-    enum Target: Equatable {
-        case ref(RefType)
-        case volumeType
-        case availabilityZone
+    /// The type a `--map-name` word names: a kind's (`networks`), or a type the kinds refer to,
+    /// singular or plural, with dashes for spaces (`domain`, `volume-types`, `az`).
+    static func target(_ word: String) -> RefType? {
+        let w = word.lowercased().replacingOccurrences(of: "_", with: "-")
+        if let k = ResourceRegistry.kind(named: w), let t = k.refType { return t }
+        let singular = w.hasSuffix("s") ? String(w.dropLast()) : w
+        return known.first { t in
+            t.rawValue.replacingOccurrences(of: " ", with: "-") == singular || t.aliases.contains(w) || t.aliases.contains(singular)
+        }
     }
 
-    static func target(_ word: String) -> Target? {
-        let w = word.lowercased().replacingOccurrences(of: "_", with: "-")
-        switch w {
-        case "volume-type", "volume-types": return .volumeType
-        case "availability-zone", "availability-zones", "az", "azs": return .availabilityZone
-        case "domain", "domains": return .ref(.domain)
-        case "role", "roles": return .ref(.role)
-        default: break
-        }
-        if let k = ResourceRegistry.kind(named: w), let t = k.refType { return .ref(t) }
-        let singular = w.hasSuffix("s") ? String(w.dropLast()) : w
-        if let t = RefType.allCases.first(where: { $0.rawValue.replacingOccurrences(of: " ", with: "-") == singular }) { return .ref(t) }
-        return nil
+    /// Every type a name can be mapped for: the kinds' and those they refer to.
+    static var known: [RefType] {
+        var out = RefType.referenced
+        for kind in ResourceRegistry.kinds { if let t = kind.refType, !out.contains(t) { out.append(t) } }
+        return out
     }
 
     static var renamable: [String] { ResourceRegistry.kinds.filter { $0.refType != nil }.map { $0.name } }
 
     static var mappable: String {
-        (renamable + ["domains", "roles", "volume-types", "availability-zones"])
+        (renamable + ["domains", "roles", "volume-types", "availability-zones"].filter { !renamable.contains($0) })
             .joined(separator: ", ")
     }
 
@@ -63,7 +63,7 @@ public struct NameMapping: Sendable, Equatable {
         let word = String(spec[..<colon])
         let from = String(spec[spec.index(after: colon)..<eq])
         let to = String(spec[spec.index(after: eq)...])
-        guard let target = Self.target(word) else {
+        guard let t = Self.target(word) else {
             throw ConfigError("--map-name \(spec): cannot map names of '\(word)' (mappable: \(Self.mappable))")
         }
         guard !from.isEmpty, !to.isEmpty else { throw ConfigError("--map-name \(spec): empty name") }
@@ -71,21 +71,11 @@ public struct NameMapping: Sendable, Equatable {
         guard !to.unicodeScalars.contains(where: { TerminalText.needsEscape($0.value) }) else {
             throw ConfigError("--map-name \(TerminalText.escaped(spec)): the new name holds control characters")
         }
-        let earlier: String? = switch target {
-        case .ref(let t): names[t]?[from]
-        case .volumeType: volumeTypes[from]
-        case .availabilityZone: availabilityZones[from]
-        }
-        if let earlier, earlier != to {
+        if let earlier = names[t]?[from], earlier != to {
             throw ConfigError("--map-name \(spec): '\(from)' is already mapped to '\(earlier)'")
         }
-        switch target {
-        case .ref(let t):
-            names[t, default: [:]][from] = to
-            explicit.insert("\(t.rawValue)\u{0}\(from)")
-        case .volumeType: volumeTypes[from] = to
-        case .availabilityZone: availabilityZones[from] = to
-        }
+        names[t, default: [:]][from] = to
+        explicit.insert("\(t.rawValue)\u{0}\(from)")
     }
 
     /// Map `from` to `to` for a reference type, unless `--map-name` already said otherwise.
@@ -141,9 +131,8 @@ public struct NameMapping: Sendable, Equatable {
             if let d = ref.ref.domainName { object["domain_name"] = .string(name(.domain, d)) }
             if let v = Self.set(.object(out.params), path, .object(object))?.objectValue { out.params = v }
         }
-        if let t = record.params["volume_type"]?.stringValue, let m = volumeTypes[t] { out.params["volume_type"] = .string(m) }
-        if let z = record.params["availability_zone"]?.stringValue, let m = availabilityZones[z] {
-            out.params["availability_zone"] = .string(m)
+        for (param, t) in kind.nameParams {
+            if let n = record.params[param]?.stringValue, let m = names[t]?[n] { out.params[param] = .string(m) }
         }
         return out
     }

@@ -52,21 +52,6 @@ public final class HTTPTransport: Sendable {
     }
 }
 
-/// A request before it is sent: everything needed to send it again.
-public struct HTTPRequestSpec: Sendable {
-    public var method: HTTPMethod
-    public var url: String
-    public var headers: HTTPHeaders
-    public var body: Data?
-
-    public init(method: HTTPMethod, url: String, headers: HTTPHeaders = [:], body: Data? = nil) {
-        self.method = method
-        self.url = url
-        self.headers = headers
-        self.body = body
-    }
-}
-
 /// A fully received response.
 public struct HTTPResult: Sendable {
     public var status: Int

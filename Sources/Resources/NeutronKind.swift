@@ -4,9 +4,10 @@ import OpenStack
 /// A Neutron resource declared by its collection and field map. Export, lookup by name in the
 /// destination project, comparison, create and update come for free; hooks cover the rest.
 public protocol NeutronKind: ResourceKind {
-    static var path: String { get }
-    static var singular: String { get }
-    static var plural: String { get }
+    associatedtype Element: Decodable & Sendable
+    /// Where the resources live and how their bodies are wrapped (`Neutron.networks`): the one
+    /// declaration of the collection's service, path, singular and plural.
+    static var collection: APICollection<Element> { get }
     static var fieldMap: FieldMap { get }
 
     /// Source objects to export (default: all of the project's).
@@ -24,6 +25,11 @@ public protocol NeutronKind: ResourceKind {
 }
 
 extension NeutronKind {
+    public static var service: String { collection.service }
+    public static var path: String { collection.path }
+    public static var singular: String { collection.singular }
+    public static var plural: String { collection.plural }
+
     public static var requiredParams: [String] { ["name"] }
     public static func include(_ object: JSONObject) -> Bool { true }
     public static func adjustExport(_ params: inout JSONObject, _ info: inout JSONObject, _ object: JSONObject,
@@ -42,7 +48,7 @@ extension NeutronKind {
 
     public static func export(_ ctx: ExportContext) async throws -> [ResourceRecord] {
         let objects = try await ctx.session.list(
-            JSONValue.self, APIRequest(ServiceType.network, .GET, path, query: [QueryItem("project_id", ctx.projectID)]), key: plural
+            JSONValue.self, APIRequest(service, .GET, path, query: [QueryItem("project_id", ctx.projectID)]), key: plural
         ).collect().compactMap(\.objectValue).filter(include)
         return try await boundedMap(objects, limit: 8) { try await record(from: $0, refs: ctx.refs) }
     }
@@ -62,7 +68,7 @@ extension NeutronKind {
         guard fresh else { return try await all(ctx).filter { $0["name"]?.stringValue == name } }
         return try await ctx.session.list(
             JSONValue.self,
-            APIRequest(ServiceType.network, .GET, path, query: [QueryItem("name", name), QueryItem("project_id", ctx.projectID)]),
+            APIRequest(service, .GET, path, query: [QueryItem("name", name), QueryItem("project_id", ctx.projectID)]),
             key: plural
         ).collect().compactMap(\.objectValue).filter { $0["name"]?.stringValue == name }
     }
@@ -70,7 +76,7 @@ extension NeutronKind {
     /// The project's collection, listed once per run.
     public static func all(_ ctx: ImportContext) async throws -> [JSONObject] {
         try await KindSupport.cachedList(ctx, "project:" + path,
-                                         APIRequest(ServiceType.network, .GET, path, query: [QueryItem("project_id", ctx.projectID)]), plural)
+                                         APIRequest(service, .GET, path, query: [QueryItem("project_id", ctx.projectID)]), plural)
     }
 
     public static func plan(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> ImportStep {
@@ -92,29 +98,23 @@ extension NeutronKind {
             var body = try await fieldMap.updateBody(diffs, record, ctx)
             try await prepareUpdate(&body, diffs, record, ctx)
             if !body.isEmpty {
-                _ = try await ctx.session.send(APIRequest(ServiceType.network, .PUT, path + "/" + APIPath.escape(id),
+                _ = try await ctx.session.send(APIRequest(service, .PUT, collection.itemPath(id),
                                                           body: [singular: .object(body)]))
             }
-            if diffs.contains("tags"), let tags = fieldMap.tags(record) {
-                _ = try await ctx.session.send(APIRequest(ServiceType.network, .PUT, path + "/" + APIPath.escape(id) + "/tags",
-                                                          body: ["tags": .array(tags.map(JSONValue.string))]))
-            }
+            if diffs.contains("tags"), let tags = fieldMap.tags(record) { try await ctx.session.setTags(collection, id, tags) }
         }
     }
 
     public static func create(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> String {
         var body = try await fieldMap.createBody(record, ctx)
         try await prepareCreate(&body, record, ctx)
-        let created = try await ctx.session.json(APIRequest(ServiceType.network, .POST, path, body: [singular: .object(body)]),
+        let created = try await ctx.session.json(APIRequest(service, .POST, path, body: [singular: .object(body)]),
                                                  key: singular)
         guard let id = created["id"]?.stringValue else {
-            throw OpenStackError(kind: .decoding, service: ServiceType.network, message: "created \(singular) has no id")
+            throw OpenStackError(kind: .decoding, service: service, message: "created \(singular) has no id")
         }
         try await afterCreate(id: id, record, ctx)
-        if let tags = fieldMap.tags(record), !tags.isEmpty {
-            _ = try await ctx.session.send(APIRequest(ServiceType.network, .PUT, path + "/" + APIPath.escape(id) + "/tags",
-                                                      body: ["tags": .array(tags.map(JSONValue.string))]))
-        }
+        if let tags = fieldMap.tags(record), !tags.isEmpty { try await ctx.session.setTags(collection, id, tags) }
         return id
     }
 }

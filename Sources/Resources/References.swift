@@ -1,48 +1,80 @@
 import Foundation
 import OpenStack
 
-/// What a reference can point at, and how to list those things cheaply.
-public enum RefType: String, Sendable, CaseIterable {
-    case network, subnet, router
-    case securityGroup = "security group"
-    case qosPolicy = "QoS policy"
-    case subnetPool = "subnet pool"
-    case segment
-    case addressGroup = "address group"
-    case networkFlavor = "network flavor"
-    case flavor, image, project, domain, user, role
-
+/// What a reference can point at, and how to list those things cheaply. The listing comes from
+/// the collection's one declaration (`Neutron.networks`, `Nova.flavors`...). A kind that others
+/// refer to declares its type beside it (`extension RefType { static let x = RefType(...) }`).
+public struct RefType: Sendable, Hashable, CustomStringConvertible {
+    /// How references name it: "network", "security group".
+    public let rawValue: String
     /// How a reference of this type names its owner.
-    enum Scoping { case project, domain, none }
+    public let scoping: Scoping
+    /// Where the things of this type are listed; nil for names that nothing lists.
+    public let listing: Listing?
+    /// More words that name it in `--map-name` ("az").
+    public let aliases: [String]
 
-    var scoping: Scoping {
-        switch self {
-        case .flavor, .domain, .networkFlavor: return .none
-        case .project, .user, .role: return .domain
-        default: return .project
-        }
+    public enum Scoping: Sendable { case project, domain, none }
+
+    /// The API path that lists this type, the key of the list, and the query that keeps the
+    /// listing short or complete.
+    public struct Listing: Sendable {
+        public var service: String
+        public var path: String
+        public var key: String
+        public var query: [QueryItem]
     }
 
-    /// The API path that lists this type, and the key of the list.
-    var listing: (service: String, path: String, key: String, fields: Bool) {
-        switch self {
-        case .network: return (ServiceType.network, "/networks", "networks", true)
-        case .subnet: return (ServiceType.network, "/subnets", "subnets", true)
-        case .router: return (ServiceType.network, "/routers", "routers", true)
-        case .securityGroup: return (ServiceType.network, "/security-groups", "security_groups", true)
-        case .qosPolicy: return (ServiceType.network, "/qos/policies", "policies", true)
-        case .subnetPool: return (ServiceType.network, "/subnetpools", "subnetpools", true)
-        case .segment: return (ServiceType.network, "/segments", "segments", true)
-        case .addressGroup: return (ServiceType.network, "/address-groups", "address_groups", true)
-        case .networkFlavor: return (ServiceType.network, "/flavors", "flavors", true)
-        case .flavor: return (ServiceType.compute, "/flavors", "flavors", false)
-        case .image: return (ServiceType.image, "/images", "images", false)
-        case .project: return (ServiceType.identity, "/projects", "projects", false)
-        case .domain: return (ServiceType.identity, "/domains", "domains", false)
-        case .user: return (ServiceType.identity, "/users", "users", false)
-        case .role: return (ServiceType.identity, "/roles", "roles", false)
-        }
+    public init(_ name: String, scoping: Scoping, listing: Listing?, aliases: [String] = []) {
+        rawValue = name
+        self.scoping = scoping
+        self.listing = listing
+        self.aliases = aliases
     }
+
+    /// A type listed from `collection` (its service, path and plural), with `query`.
+    public init<T>(_ name: String, _ collection: APICollection<T>, scoping: Scoping, query: [QueryItem] = []) {
+        self.init(name, scoping: scoping, listing: Listing(service: collection.service, path: collection.path, key: collection.plural,
+                                                           query: query))
+    }
+
+    /// A Neutron type: listed with just the fields a reference needs.
+    static func neutron<T>(_ name: String, _ collection: APICollection<T>, scoping: Scoping = .project) -> RefType {
+        RefType(name, collection, scoping: scoping,
+                query: [QueryItem("fields", "id"), QueryItem("fields", "name"), QueryItem("fields", "project_id")])
+    }
+
+    public static func == (a: RefType, b: RefType) -> Bool { a.rawValue == b.rawValue }
+    public func hash(into h: inout Hasher) { h.combine(rawValue) }
+    public var description: String { rawValue }
+
+    public static let network = neutron("network", Neutron.networks)
+    public static let subnet = neutron("subnet", Neutron.subnets)
+    public static let router = neutron("router", Neutron.routers)
+    public static let securityGroup = neutron("security group", Neutron.securityGroups)
+    public static let qosPolicy = neutron("QoS policy", Neutron.qosPolicies)
+    public static let subnetPool = neutron("subnet pool", Neutron.subnetPools)
+    public static let segment = neutron("segment", Neutron.segments)
+    public static let addressGroup = neutron("address group", Neutron.addressGroups)
+    public static let networkFlavor = neutron("network flavor", Neutron.flavors, scoping: .none)
+    public static let flavor = RefType("flavor", Nova.flavors, scoping: .none)
+    public static let image = RefType("image", Glance.images, scoping: .project, query: [QueryItem("limit", "1000")])
+    public static let project = RefType("project", Keystone.projects, scoping: .domain)
+    public static let domain = RefType("domain", Keystone.domains, scoping: .none)
+    public static let user = RefType("user", Keystone.users, scoping: .domain)
+    public static let role = RefType("role", Keystone.roles, scoping: .domain)
+    /// Volume types, named by a volume's `volume_type`: every type, public and private, that
+    /// the caller may see.
+    public static let volumeType = RefType("volume type", Cinder.types, scoping: .none, query: [QueryItem("is_public", "None")])
+    /// Availability zones, named by a volume's `availability_zone`: renamed, never listed.
+    public static let availabilityZone = RefType("availability zone", scoping: .none, listing: nil, aliases: ["az"])
+
+    /// The types declared here: what the kinds refer to (with the kinds' own `refType`s, the
+    /// names `--map-name` knows).
+    public static let referenced: [RefType] = [
+        .network, .subnet, .router, .securityGroup, .qosPolicy, .subnetPool, .segment, .addressGroup, .networkFlavor,
+        .flavor, .image, .project, .domain, .user, .role, .volumeType, .availabilityZone,
+    ]
 }
 
 /// One entry of a listing: enough to turn ids into names and back.
@@ -104,14 +136,9 @@ actor CloudIndex {
     }
 
     static func load(_ type: RefType, _ session: CloudSession) async throws -> [IndexEntry] {
-        let l = type.listing
-        var query: [QueryItem] = []
-        if l.fields {
-            query = [QueryItem("fields", "id"), QueryItem("fields", "name"), QueryItem("fields", "project_id")]
-        }
-        if type == .image { query.append(QueryItem("limit", "1000")) }
+        guard let l = type.listing else { return [] }
         do {
-            return try await session.list(JSONValue.self, APIRequest(l.service, .GET, l.path, query: query), key: l.key)
+            return try await session.list(JSONValue.self, APIRequest(l.service, .GET, l.path, query: l.query), key: l.key)
                 .collect().compactMap(IndexEntry.init)
         } catch let e as OpenStackError where e.isNotFound || e.isForbidden {
             // An extension the cloud does not have (QoS, address groups, segments), or a
@@ -165,15 +192,16 @@ public actor ReferenceBuilder {
     func lookup(_ type: RefType, _ id: String) async throws -> IndexEntry {
         if let e = try await index.entries(type).first(where: { $0.id == id }) { return e }
         // Not visible in the listing (another project's, or filtered): ask for it directly.
-        let l = type.listing
-        do {
-            let v = try await session.json(APIRequest(l.service, .GET, l.path + "/" + APIPath.escape(id)))
-            let inner = v.objectValue?.count == 1 ? (v.objectValue?.first?.value ?? v) : v
-            if let e = IndexEntry(inner) {
-                await index.add(type, e)
-                return e
-            }
-        } catch let e as OpenStackError where e.isNotFound || e.isForbidden {}
+        if let l = type.listing {
+            do {
+                let v = try await session.json(APIRequest(l.service, .GET, l.path + "/" + APIPath.escape(id)))
+                let inner = v.objectValue?.count == 1 ? (v.objectValue?.first?.value ?? v) : v
+                if let e = IndexEntry(inner) {
+                    await index.add(type, e)
+                    return e
+                }
+            } catch let e as OpenStackError where e.isNotFound || e.isForbidden {}
+        }
         throw ReferenceError("\(type.rawValue) \(id) is referenced but cannot be found in cloud '\(session.profile.name)'")
     }
 

@@ -5,6 +5,7 @@ public enum ResourceRegistry {
         UserKind.self,
         RoleAssignmentKind.self,
         FlavorKind.self,
+        VolumeTypeKind.self,
         UsersKeypairKind.self,
         KeypairKind.self,
         NetworkKind.self,

@@ -15,6 +15,9 @@ public protocol ResourceKind: Sendable {
     static var dependencies: [String] { get }
     /// The reference type that names resources of this kind, if others refer to it.
     static var refType: RefType? { get }
+    /// Params that hold the plain name (not a reference) of something of another type, renamed
+    /// with it by `--map-name` but not checked as references: a volume's `volume_type`.
+    static var nameParams: [String: RefType] { get }
     /// Params every record must have.
     static var requiredParams: [String] { get }
     /// Whether records carry a `params.name` that must be unique and non-empty.
@@ -75,6 +78,7 @@ public protocol ResourceKind: Sendable {
 extension ResourceKind {
     public static var dependencies: [String] { [] }
     public static var refType: RefType? { nil }
+    public static var nameParams: [String: RefType] { [:] }
     public static var isNamed: Bool { true }
     public static var filterPath: String { "name" }
     public static var adminOnly: Bool { false }

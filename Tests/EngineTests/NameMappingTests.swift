@@ -95,6 +95,18 @@ struct NameMappingTests {
         #expect(out.params["volume_type"] == "gold" && out.params["availability_zone"] == "nova" && out.params["name"] == "v")
     }
 
+    @Test("volume types and zones are reference types: plural words and `az` name them too")
+    func placementWords() throws {
+        let m = try Self.mapping(["volume-types:fast=gold", "azs:az1=nova", "az:az2=nova2"])
+        #expect(m.volumeTypes == ["fast": "gold"] && m.renames(.volumeType) == ["fast": "gold"])
+        #expect(m.availabilityZones == ["az1": "nova", "az2": "nova2"])
+        let flavor = ResourceRecord(type: FlavorKind.typeName, params: ["name": "fast", "volume_type": "fast"])
+        #expect(m.apply(flavor, kind: FlavorKind.self) == flavor)
+        var n = NameMapping()
+        #expect(errorText { try n.add(spec: "keypairs:a=b") }?.hasPrefix("--map-name keypairs:a=b: cannot map names of 'keypairs' (mappable: projects, users, flavors, volume-types,") == true)
+        #expect(errorText { try n.add(spec: "keypairs:a=b") }?.hasSuffix("images, domains, roles, availability-zones)") == true)
+    }
+
     @Test("--rename-prefix takes the names from the data directory's files; --map-name wins")
     func prefix() throws {
         let dir = NSTemporaryDirectory() + "osm-map-" + UUID().uuidString

@@ -103,13 +103,4 @@ extension CloudSession {
     public func deleteImage(_ id: String) async throws {
         _ = try await send(APIRequest(ServiceType.image, .DELETE, Glance.images.itemPath(id), acceptedStatuses: [404]))
     }
-
-    public func addImageTag(_ id: String, _ tag: String) async throws {
-        _ = try await send(APIRequest(ServiceType.image, .PUT, Glance.images.itemPath(id) + "/tags/" + APIPath.escape(tag)))
-    }
-
-    public func removeImageTag(_ id: String, _ tag: String) async throws {
-        _ = try await send(APIRequest(ServiceType.image, .DELETE, Glance.images.itemPath(id) + "/tags/" + APIPath.escape(tag),
-                                      acceptedStatuses: [404]))
-    }
 }

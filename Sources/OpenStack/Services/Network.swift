@@ -305,7 +305,7 @@ public enum Neutron {
 extension CloudSession {
     /// Replace a Neutron resource's tags (networks, subnets, routers, ports, security groups...).
     public func setTags<T>(_ c: APICollection<T>, _ id: String, _ tags: [String]) async throws {
-        _ = try await send(APIRequest(ServiceType.network, .PUT, c.itemPath(id) + "/tags",
+        _ = try await send(APIRequest(c.service, .PUT, c.itemPath(id) + "/tags",
                                       body: ["tags": .array(tags.map(JSONValue.string))]))
     }
 

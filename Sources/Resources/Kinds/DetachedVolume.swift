@@ -17,6 +17,7 @@ public enum DetachedVolumeKind: ResourceKind {
     public static let requiredParams = ["name"]
     public static let filterVariable = "os_migrate_detached_volumes_filter"
     public static let exportFilterVariable = "os_migrate_volumes_filter"
+    public static let nameParams: [String: RefType] = ["availability_zone": .availabilityZone, "volume_type": .volumeType]
 
     /// Where created volumes go; the identity (names are mapped by the engine before).
     public static let placement = VolumePlacement.identity
@@ -100,7 +101,13 @@ public enum DetachedVolumeKind: ResourceKind {
                 let o = try await Volumes.placementOptions(ctx.session)
                 return ["types": .array(o.types.map(JSONValue.string)), "zones": o.zones.map { .array($0.map(JSONValue.string)) } ?? .null]
             }
-            let types = (options["types"]?.arrayValue ?? []).compactMap(\.stringValue)
+            var types = (options["types"]?.arrayValue ?? []).compactMap(\.stringValue)
+            // A type the volume-types kind creates in this run (or would, in a dry run) is there.
+            if let t = placement.volumeType(spec.volumeType), !types.contains(t),
+               try await ctx.resolver.exists(.volumeType, Reference(name: t))
+            {
+                types.append(t)
+            }
             let zones = options["zones"]?.arrayValue?.compactMap(\.stringValue)
             if let problem = Volumes.placementProblem(spec, placement: placement, types: types, zones: zones) {
                 return .fail(reason: problem)

@@ -7,9 +7,7 @@ public enum NetworkKind: NeutronKind {
     public static let typeName = "openstack.network.Network"
     public static let refType: RefType? = .network
     public static let filterVariable = "os_migrate_networks_filter"
-    public static let path = "/networks"
-    public static let singular = "network"
-    public static let plural = "networks"
+    public static let collection = Neutron.networks
 
     public static let valueRules: [String: ValueRule] = [
         "mtu": .int(68...65535), "dns_domain": .string(max: 255, line: true),

@@ -12,9 +12,7 @@ public enum RouterKind: NeutronKind {
     public static let refType: RefType? = .router
     public static let dependencies = ["networks", "subnets"]
     public static let filterVariable = "os_migrate_routers_filter"
-    public static let path = "/routers"
-    public static let singular = "router"
-    public static let plural = "routers"
+    public static let collection = Neutron.routers
     static let gateway = "external_gateway_refinfo"
 
     public static let valueRules: [String: ValueRule] = [
@@ -153,8 +151,7 @@ public enum RouterKind: NeutronKind {
                                               action: "updated", fields: ["routes"], changes: change, id: id))
                     continue
                 }
-                _ = try await ctx.session.send(APIRequest(ServiceType.network, .PUT, path + "/" + APIPath.escape(id),
-                                                          body: ["router": ["routes": wanted]]))
+                _ = try await ctx.session.send(APIRequest(service, .PUT, collection.itemPath(id), body: [singular: ["routes": wanted]]))
                 results.append(ItemResult(kind: self.name, name: name, status: .changed, message: "updated: routes",
                                           action: "updated", fields: ["routes"], changes: change, id: id))
             } catch {

@@ -55,8 +55,8 @@ public enum RouterInterfaceKind: ResourceKind {
     public static func export(_ ctx: ExportContext) async throws -> [ResourceRecord] {
         var query = [QueryItem("project_id", ctx.projectID)]
         for owner in routerOwners.sorted() { query.append(QueryItem("device_owner", owner)) }
-        let ports = try await ctx.session.list(JSONValue.self, APIRequest(ServiceType.network, .GET, "/ports", query: query),
-                                               key: "ports").collect().compactMap(\.objectValue)
+        let ports = try await ctx.session.list(JSONValue.self, APIRequest(ServiceType.network, .GET, Neutron.ports.path, query: query),
+                                               key: Neutron.ports.plural).collect().compactMap(\.objectValue)
         return try await boundedMap(ports, limit: 8) { port in
             var ips: [JSONValue] = []
             for ip in port["fixed_ips"]?.arrayValue ?? [] {
@@ -99,8 +99,8 @@ public enum RouterInterfaceKind: ResourceKind {
                 }
             }
             let port = try await ctx.session.json(
-                APIRequest(ServiceType.network, .POST, "/ports", body: ["port": ["network_id": .string(networkID), "fixed_ips": fixedIPs]]),
-                key: "port")
+                APIRequest(ServiceType.network, .POST, Neutron.ports.path, body: [Neutron.ports.singular: ["network_id": .string(networkID), "fixed_ips": fixedIPs]]),
+                key: Neutron.ports.singular)
             guard let portID = port["id"]?.stringValue else {
                 throw OpenStackError(kind: .decoding, service: ServiceType.network, message: "created port has no id")
             }
@@ -108,7 +108,7 @@ public enum RouterInterfaceKind: ResourceKind {
                 try await ctx.session.addRouterInterface(router: routerID, portID: portID)
             } catch {
                 // Leave nothing behind: the port exists only for this interface.
-                _ = try? await ctx.session.send(APIRequest(ServiceType.network, .DELETE, "/ports/" + portID, acceptedStatuses: [404]))
+                _ = try? await ctx.session.send(APIRequest(ServiceType.network, .DELETE, Neutron.ports.itemPath(portID), acceptedStatuses: [404]))
                 throw error
             }
             return portID
@@ -119,7 +119,7 @@ public enum RouterInterfaceKind: ResourceKind {
         var holders: [String: JSONObject] = [:]
         for w in wanted {
             let q = [QueryItem("network_id", networkID), QueryItem("fixed_ips", "ip_address=\(w.ip)")]
-            for p in try await ctx.session.list(JSONValue.self, APIRequest(ServiceType.network, .GET, "/ports", query: q), key: "ports")
+            for p in try await ctx.session.list(JSONValue.self, APIRequest(ServiceType.network, .GET, Neutron.ports.path, query: q), key: Neutron.ports.plural)
                 .collect().compactMap(\.objectValue)
             {
                 let held = (p["fixed_ips"]?.arrayValue ?? []).contains {

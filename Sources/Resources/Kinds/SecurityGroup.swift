@@ -12,9 +12,7 @@ public enum SecurityGroupKind: NeutronKind {
     public static let typeName = "openstack.network.SecurityGroup"
     public static let refType: RefType? = .securityGroup
     public static let filterVariable = "os_migrate_security_groups_filter"
-    public static let path = "/security-groups"
-    public static let singular = "security_group"
-    public static let plural = "security_groups"
+    public static let collection = Neutron.securityGroups
 
     public static let fieldMap = FieldMap([
         Field("description"),
@@ -26,16 +24,7 @@ public enum SecurityGroupKind: NeutronKind {
 
     public static func afterCreate(id: String, _ record: ResourceRecord, _ ctx: ImportContext) async throws {
         if ctx.kinds.contains(SecurityGroupRuleKind.name) { return }
-        let rules = try await ctx.session.list(
-            JSONValue.self,
-            APIRequest(ServiceType.network, .GET, "/security-group-rules", query: [QueryItem("security_group_id", id)]),
-            key: "security_group_rules"
-        ).collect()
-        for rule in rules {
-            if let rid = rule["id"]?.stringValue {
-                _ = try await ctx.session.send(APIRequest(ServiceType.network, .DELETE, "/security-group-rules/" + rid,
-                                                          acceptedStatuses: [404]))
-            }
-        }
+        let rules = try await ctx.session.list(Neutron.securityGroupRules, query: [QueryItem("security_group_id", id)]).collect()
+        for rule in rules { try await ctx.session.delete(Neutron.securityGroupRules, rule.id) }
     }
 }

@@ -95,8 +95,8 @@ public enum SecurityGroupRuleKind: ResourceKind {
     public static func export(_ ctx: ExportContext) async throws -> [ResourceRecord] {
         let rules = try await ctx.session.list(
             JSONValue.self,
-            APIRequest(ServiceType.network, .GET, "/security-group-rules", query: [QueryItem("project_id", ctx.projectID)]),
-            key: "security_group_rules"
+            APIRequest(ServiceType.network, .GET, Neutron.securityGroupRules.path, query: [QueryItem("project_id", ctx.projectID)]),
+            key: Neutron.securityGroupRules.plural
         ).collect().compactMap(\.objectValue)
         return try await boundedMap(rules, limit: 8) { rule in
             ResourceRecord(type: typeName, params: try await fieldMap.params(from: rule, refs: ctx.refs),
@@ -142,8 +142,8 @@ public enum SecurityGroupRuleKind: ResourceKind {
         let all = try await ctx.cache.value("project:/security-group-rules") {
             .array(try await ctx.session.list(
                 JSONValue.self,
-                APIRequest(ServiceType.network, .GET, "/security-group-rules", query: [QueryItem("project_id", ctx.projectID)]),
-                key: "security_group_rules"
+                APIRequest(ServiceType.network, .GET, Neutron.securityGroupRules.path, query: [QueryItem("project_id", ctx.projectID)]),
+                key: Neutron.securityGroupRules.plural
             ).collect())
         }
         return (all.arrayValue ?? []).filter { $0["security_group_id"]?.stringValue == group }
@@ -172,7 +172,7 @@ public enum SecurityGroupRuleKind: ResourceKind {
             return .update(id: id, fields: ["description"],
                            changes: [FieldChange(field: "description", from: rule["description"], to: desired)]) {
                 // Neutron rules cannot be updated: replace it.
-                _ = try await ctx.session.send(APIRequest(ServiceType.network, .DELETE, "/security-group-rules/" + id,
+                _ = try await ctx.session.send(APIRequest(ServiceType.network, .DELETE, Neutron.securityGroupRules.itemPath(id),
                                                           acceptedStatuses: [404]))
                 _ = try await createRule(body, ctx)
             }
@@ -182,8 +182,8 @@ public enum SecurityGroupRuleKind: ResourceKind {
 
     static func createRule(_ body: JSONObject, _ ctx: ImportContext) async throws -> String {
         do {
-            let r = try await ctx.session.json(APIRequest(ServiceType.network, .POST, "/security-group-rules",
-                                                          body: ["security_group_rule": .object(body)]), key: "security_group_rule")
+            let r = try await ctx.session.json(APIRequest(ServiceType.network, .POST, Neutron.securityGroupRules.path,
+                                                          body: [Neutron.securityGroupRules.singular: .object(body)]), key: Neutron.securityGroupRules.singular)
             return r["id"]?.stringValue ?? ""
         } catch let e as OpenStackError where e.isConflict {
             // "Security group rule already exists. Rule id is <uuid>.": it is there, which is what we want.
@@ -254,7 +254,7 @@ public enum SecurityGroupRuleKind: ResourceKind {
                     continue
                 }
                 do {
-                    _ = try await ctx.session.send(APIRequest(ServiceType.network, .DELETE, "/security-group-rules/" + id,
+                    _ = try await ctx.session.send(APIRequest(ServiceType.network, .DELETE, Neutron.securityGroupRules.itemPath(id),
                                                               acceptedStatuses: [404]))
                     results.append(ItemResult(kind: name, name: what, status: .changed, message: "deleted: \(why) (rule \(id))",
                                               action: "deleted", id: id))
@@ -272,8 +272,8 @@ public enum SecurityGroupRuleKind: ResourceKind {
         let lists = try await boundedMap(chunks, limit: 4) { chunk in
             try await ctx.session.list(
                 JSONValue.self,
-                APIRequest(ServiceType.network, .GET, "/security-group-rules", query: chunk.map { QueryItem("security_group_id", $0) }),
-                key: "security_group_rules"
+                APIRequest(ServiceType.network, .GET, Neutron.securityGroupRules.path, query: chunk.map { QueryItem("security_group_id", $0) }),
+                key: Neutron.securityGroupRules.plural
             ).collect()
         }
         var out: [String: [JSONValue]] = [:]

@@ -11,9 +11,7 @@ public enum SubnetKind: NeutronKind {
     public static let dependencies = ["networks"]
     public static let requiredParams = ["name", "cidr", "ip_version", "network_ref"]
     public static let filterVariable = "os_migrate_subnets_filter"
-    public static let path = "/subnets"
-    public static let singular = "subnet"
-    public static let plural = "subnets"
+    public static let collection = Neutron.subnets
 
     public static let valueRules: [String: ValueRule] = [
         "cidr": .cidr, "ip_version": .intIn([4, 6]), "gateway_ip": .ipAddress,
