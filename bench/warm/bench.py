@@ -110,8 +110,9 @@ def reset_destination(vm):
     for x in [x for x in d.compute.servers() if x.name == "warm-vm"]:
         d.compute.delete_server(x)
         d.compute.wait_for_delete(x, wait=300)
+    nets = {n.id for n in d.network.networks(name="warm-net")}
     for p in d.network.ports():
-        if not p.device_id and any(n.name == "warm-net" for n in d.network.networks(id=p.network_id)):
+        if not p.device_id and p.network_id in nets:
             d.network.delete_port(p)
     for v in list(d.block_storage.volumes(details=True)):
         if v.name in ("warm-boot", "warm-data"):
