@@ -2,6 +2,21 @@ import Foundation
 
 /// Polls a resource until it reaches a target status, failing fast on error statuses.
 public enum Waiter {
+    /// Run `op` until the cloud stops answering 409 Conflict (a router whose ports are still
+    /// being removed, a network a port still holds): every `interval` seconds, at most `timeout`
+    /// seconds; any other error, or a conflict that outlasts the timeout, is thrown.
+    public static func untilNoConflict(timeout: Double = 20, interval: Double = 2, _ op: () async throws -> Void) async throws {
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+        while true {
+            do {
+                try await op()
+                return
+            } catch let e as OpenStackError where e.isConflict && ContinuousClock.now + .milliseconds(Int(interval * 1000)) < deadline {
+                try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+            }
+        }
+    }
+
     /// Statuses that mean "this will not get better" across Nova, Cinder, Glance and Neutron.
     public static let defaultFailures: Set<String> = [
         "error", "error_deleting", "error_restoring", "error_extending", "error_backing-up", "error_managing",

@@ -48,7 +48,7 @@ extension ConversionHosts {
         let groups = try await session.named(Neutron.securityGroups, settings.securityGroupName, query: owned)
         if groups.isEmpty { report.ok("security group", settings.securityGroupName, "absent") }
         for g in groups {
-            try await retryingConflicts { try await session.delete(Neutron.securityGroups, g.id) }
+            try await Waiter.untilNoConflict { try await session.delete(Neutron.securityGroups, g.id) }
             report.changed("security group", g.name, id: g.id)
         }
 
@@ -64,7 +64,7 @@ extension ConversionHosts {
             if r.externalGatewayInfo != nil {
                 _ = try await session.update(Neutron.routers, r.id, ["external_gateway_info": [:]])
             }
-            try await retryingConflicts { try await session.delete(Neutron.routers, r.id) }
+            try await Waiter.untilNoConflict { try await session.delete(Neutron.routers, r.id) }
             report.changed("router", r.name, id: r.id)
         }
         if networks.isEmpty {
@@ -73,30 +73,17 @@ extension ConversionHosts {
         }
         for n in networks {
             for s in try await session.named(Neutron.subnets, settings.subnetName, query: [QueryItem("network_id", n.id)]) {
-                try await retryingConflicts { try await session.delete(Neutron.subnets, s.id) }
+                try await Waiter.untilNoConflict { try await session.delete(Neutron.subnets, s.id) }
                 report.changed("subnet", s.name, id: s.id)
             }
             do {
-                try await retryingConflicts { try await session.delete(Neutron.networks, n.id) }
+                try await Waiter.untilNoConflict { try await session.delete(Neutron.networks, n.id) }
             } catch let e as OpenStackError where e.isConflict {
                 let ports = try await session.list(Neutron.ports, query: [QueryItem("network_id", n.id)]).collect()
                 throw ConversionHostError(.other, "network \(n.name) in cloud '\(session.profile.name)' is still in use by "
                     + "\(ports.count) port(s) (\(ports.map { $0.deviceOwner ?? $0.id }.joined(separator: ", "))): delete them, then run delete again")
             }
             report.changed("network", n.name, id: n.id)
-        }
-    }
-
-    static func retryingConflicts(_ op: () async throws -> Void) async throws {
-        var attempt = 0
-        while true {
-            do {
-                try await op()
-                return
-            } catch let e as OpenStackError where e.isConflict && attempt < 10 {
-                attempt += 1
-                try await Task.sleep(for: .seconds(2))
-            }
         }
     }
 }

@@ -42,25 +42,28 @@ struct ConversionHostsCommand: AsyncParsableCommand {
                 let log = items.log
                 var hosts: [CloudSide: ConversionHost] = [:]
                 var failures: [String] = []
-                await withTaskGroup(of: (CloudSide, Result<ConversionHost?, Error>).self) { group in
+                // No (side, Result<_, Error>) tuples out of the group: Swift 6.3.1 -O hands them back
+                // with the side of another task (reproduced in isolation), which linked dst → dst.
+                await withTaskGroup(of: DeployOutcome.self) { group in
                     for side in cloud.sides {
                         let settings = ctx.settings[side]!, session = ctx.sessions[side]!
                         group.addTask {
                             guard settings.deployEnabled else {
                                 log(settings.serverItem(.skipped, "os_migrate_deploy_\(side.rawValue)_conversion_host is false"))
-                                return (side, .success(nil))
+                                return DeployOutcome(side: side, host: nil, failure: nil)
                             }
-                            do { return (side, .success(try await ConversionHosts.deploy(settings, session: session, log: log))) } catch {
-                                return (side, .failure(error))
+                            do {
+                                return DeployOutcome(side: side, host: try await ConversionHosts.deploy(settings, session: session, log: log), failure: nil)
+                            } catch {
+                                return DeployOutcome(side: side, host: nil, failure: "\(error)")
                             }
                         }
                     }
-                    for await (side, r) in group {
-                        switch r {
-                        case .success(let h): if let h { hosts[side] = h }
-                        case .failure(let e):
-                            failures.append("\(e)")
-                            log(ctx.settings[side]!.serverItem(.failed, "\(e)"))
+                    for await outcome in group {
+                        if let h = outcome.host { hosts[h.side] = h }
+                        if let e = outcome.failure {
+                            failures.append(e)
+                            log(ctx.settings[outcome.side]!.serverItem(.failed, e))
                         }
                     }
                 }
@@ -192,6 +195,12 @@ struct ConversionHostsCommand: AsyncParsableCommand {
     }
 
     /// Settings for both sides, sessions for the selected ones (and for the other one when configured).
+    struct DeployOutcome: Sendable {
+        let side: CloudSide
+        let host: ConversionHost?
+        let failure: String?
+    }
+
     struct Context {
         var settings: [CloudSide: ConversionHostSettings] = [:]
         var sessions: [CloudSide: CloudSession] = [:]

@@ -415,8 +415,13 @@ public enum ImageKind: ResourceKind {
                 // Leave nothing half-made behind, then decide whether another attempt can help.
                 try? await ctx.session.deleteImage(image.id)
                 lastError = error
-                if let e = error as? OpenStackError, [.transport, .timeout].contains(e.kind) || (e.status ?? 0) >= 500, attempt < 3 {
+                // A stream cannot be resent into the same image: the upload starts over with a new
+                // one. Which failures are worth it, and the pause, are the one retry policy's.
+                if let e = error as? OpenStackError, [.transport, .timeout].contains(e.kind) || e.status.map(RetryPolicy.isRetryableStatus) == true,
+                   attempt < 3
+                {
                     ctx.logger.notice("image \(label): \(e); starting the data over (attempt \(attempt + 1) of 3)")
+                    try await Task.sleep(for: .milliseconds(Int(RetryPolicy().delay(afterAttempt: attempt - 1) * 1000)))
                     continue
                 }
                 throw error
