@@ -30,8 +30,10 @@ extension WorkloadRun {
             _ = try await ensureDestinationVolume(i, v, staged: tmp, keep: true)
             staged.append((i, v, tmp))
         }
-        try await attach(h.src, session: src, side: .src, volumes: staged.map(\.staged))
-        try await attach(h.dst, session: dst, side: .dst, volumes: try staged.map { try destinationVolume($0.index) })
+        let targets = try staged.map { try destinationVolume($0.index) }
+        async let sourceSide: Void = attach(h.src, session: src, side: .src, volumes: staged.map(\.staged))
+        async let destinationSide: Void = attach(h.dst, session: dst, side: .dst, volumes: targets)
+        _ = try await (sourceSide, destinationSide)
         KillPoint.reached("sync-attached")
         let results = try await runCopies(try copyJobs(staged))
         KillPoint.reached("sync-copied")

@@ -114,52 +114,55 @@ struct WorkloadRun: Sendable {
     // MARK: steps
 
     func stage() async throws {
-        for (_, v) in copied {
-            switch v.staging {
-            case .snapshot:
-                let snap = try await ensure("boot-snapshot", .src, "snapshot", adopt: {
-                    try await adoptNamed(Cinder.snapshots, src, tempName + "-boot") { $0.volumeID == v.sourceID && !$0.status.hasPrefix("error") }
-                }) {
-                    try await src.json(APIRequest(ServiceType.blockStorage, .POST, "/snapshots", body: ["snapshot": [
-                        "volume_id": .string(v.sourceID ?? ""), "force": true, "name": .string(tempName + "-boot"),
-                        "description": "os-migrate: temporary snapshot of a boot volume",
-                    ]]), key: "snapshot")["id"]?.stringValue ?? ""
-                }
-                try await waitSnapshot(snap)
-                let tmp = try await ensure("staged-volume:boot", .src, "volume", adopt: {
-                    try await adoptNamed(Cinder.volumes, src, tempName + "-boot") { $0.snapshotID == snap && !$0.status.hasPrefix("error") }
-                }) {
-                    try await src.create(Cinder.volumes, ["snapshot_id": .string(snap), "size": .int(v.size), "name": .string(tempName + "-boot"),
-                                                          "description": "os-migrate: temporary copy of a boot volume"]).id
-                }
-                _ = try await waitVolume(src, tmp, "available")
-            case .serverImage:
-                let image = try await ensure("boot-image", .src, "image", adopt: {
-                    try await adoptNamed(Glance.images, src, tempName + "-boot") { !["killed", "deleted"].contains($0.status) }
-                }) {
-                    try await src.createServerImage(plan.sourceID, name: tempName + "-boot")
-                }
-                let img = try await Waiter.wait("image \(image)", service: ServiceType.image, timeout: timeout, until: ["active"],
-                                                failOn: ["killed", "deleted"], fetch: { try await src.findImage(id: image) }, status: { $0.status })
-                let gib = Int(((img.size ?? 0) + (1 << 30) - 1) >> 30)
-                let size = max(gib, img.minDisk ?? 0, 1)
-                let tmp = try await ensure("staged-volume:boot", .src, "volume", adopt: {
-                    try await adoptNamed(Cinder.volumes, src, tempName + "-boot") { !$0.status.hasPrefix("error") }
-                }) {
-                    try await src.create(Cinder.volumes, ["imageRef": .string(image), "size": .int(size), "name": .string(tempName + "-boot"),
-                                                          "description": "os-migrate: temporary copy of a boot disk"]).id
-                }
-                _ = try await waitVolume(src, tmp, "available")
-            case .detach:
-                guard let vid = v.sourceID else { continue }
-                // Recorded before the detach, so a kill in between still re-attaches it.
-                _ = try await ensure("detached:\(vid)", .src, "detachment", detail: ["server": plan.sourceID, "device": v.device]) { vid }
-                let vol = try await src.get(Cinder.volumes, vid)
-                if vol.attachments.contains(where: { $0.serverID == plan.sourceID }) {
-                    try await src.detachVolume(server: plan.sourceID, volume: vid)
-                }
-                _ = try await waitVolume(src, vid, "available")
+        // Each volume's staging is its own (a boot snapshot and copy, a data volume's detach): side by side.
+        _ = try await boundedMap(copied.map(\.volume), limit: 4) { try await self.stage($0) }
+    }
+
+    func stage(_ v: WorkloadPlan.Volume) async throws {
+        switch v.staging {
+        case .snapshot:
+            let snap = try await ensure("boot-snapshot", .src, "snapshot", adopt: {
+                try await adoptNamed(Cinder.snapshots, src, tempName + "-boot") { $0.volumeID == v.sourceID && !$0.status.hasPrefix("error") }
+            }) {
+                try await src.json(APIRequest(ServiceType.blockStorage, .POST, "/snapshots", body: ["snapshot": [
+                    "volume_id": .string(v.sourceID ?? ""), "force": true, "name": .string(tempName + "-boot"),
+                    "description": "os-migrate: temporary snapshot of a boot volume",
+                ]]), key: "snapshot")["id"]?.stringValue ?? ""
             }
+            try await waitSnapshot(snap)
+            let tmp = try await ensure("staged-volume:boot", .src, "volume", adopt: {
+                try await adoptNamed(Cinder.volumes, src, tempName + "-boot") { $0.snapshotID == snap && !$0.status.hasPrefix("error") }
+            }) {
+                try await src.create(Cinder.volumes, ["snapshot_id": .string(snap), "size": .int(v.size), "name": .string(tempName + "-boot"),
+                                                      "description": "os-migrate: temporary copy of a boot volume"]).id
+            }
+            _ = try await waitVolume(src, tmp, "available")
+        case .serverImage:
+            let image = try await ensure("boot-image", .src, "image", adopt: {
+                try await adoptNamed(Glance.images, src, tempName + "-boot") { !["killed", "deleted"].contains($0.status) }
+            }) {
+                try await src.createServerImage(plan.sourceID, name: tempName + "-boot")
+            }
+            let img = try await Waiter.wait("image \(image)", service: ServiceType.image, timeout: timeout, until: ["active"],
+                                            failOn: ["killed", "deleted"], fetch: { try await src.findImage(id: image) }, status: { $0.status })
+            let gib = Int(((img.size ?? 0) + (1 << 30) - 1) >> 30)
+            let size = max(gib, img.minDisk ?? 0, 1)
+            let tmp = try await ensure("staged-volume:boot", .src, "volume", adopt: {
+                try await adoptNamed(Cinder.volumes, src, tempName + "-boot") { !$0.status.hasPrefix("error") }
+            }) {
+                try await src.create(Cinder.volumes, ["imageRef": .string(image), "size": .int(size), "name": .string(tempName + "-boot"),
+                                                      "description": "os-migrate: temporary copy of a boot disk"]).id
+            }
+            _ = try await waitVolume(src, tmp, "available")
+        case .detach:
+            guard let vid = v.sourceID else { return }
+            // Recorded before the detach, so a kill in between still re-attaches it.
+            _ = try await ensure("detached:\(vid)", .src, "detachment", detail: ["server": plan.sourceID, "device": v.device]) { vid }
+            let vol = try await src.get(Cinder.volumes, vid)
+            if vol.attachments.contains(where: { $0.serverID == plan.sourceID }) {
+                try await src.detachVolume(server: plan.sourceID, volume: vid)
+            }
+            _ = try await waitVolume(src, vid, "available")
         }
     }
 
@@ -170,11 +173,12 @@ struct WorkloadRun: Sendable {
     /// Attach volumes to a conversion host; the attachment is recorded before it is made (so a
     /// kill in between is still undone), then again with the path the volume has on the host.
     func attach(_ host: ConversionHost, session: CloudSession, side: CloudSide, volumes: [String]) async throws {
-        for vid in volumes {
+        // Side by side: each attach waits on Nova and Cinder (lsblk discovery takes its lock in turn).
+        _ = try await boundedMap(volumes, limit: 4) { vid in
             let role = "\(side.rawValue)-attach:\(vid)"
-            try ledger.record(id, cloud: side, kind: "attachment", role: role, id: vid, detail: ["host": host.serverID])
-            let path = try await host.attach(volumeID: vid, session: session, timeout: timeout)
-            try ledger.record(id, cloud: side, kind: "attachment", role: role, id: vid, detail: ["host": host.serverID, "path": path])
+            try self.ledger.record(self.id, cloud: side, kind: "attachment", role: role, id: vid, detail: ["host": host.serverID])
+            let path = try await host.attach(volumeID: vid, session: session, timeout: self.timeout)
+            try self.ledger.record(self.id, cloud: side, kind: "attachment", role: role, id: vid, detail: ["host": host.serverID, "path": path])
         }
     }
 
@@ -305,10 +309,11 @@ struct WorkloadRun: Sendable {
 
     func detach() async throws {
         let h = try hosts()
-        for r in try ledger.resources(id, state: .created) where r.kind == "attachment" {
-            let (host, session) = r.cloud == CloudSide.src.rawValue ? (h.src, src) : (h.dst, dst)
-            try await host.detach(volumeID: r.resourceID, session: session, timeout: timeout)
-            try ledger.setState(r, .released)
+        let attached = try ledger.resources(id, state: .created).filter { $0.kind == "attachment" }
+        _ = try await boundedMap(attached, limit: 4) { r in
+            let (host, session) = r.cloud == CloudSide.src.rawValue ? (h.src, self.src) : (h.dst, self.dst)
+            try await host.detach(volumeID: r.resourceID, session: session, timeout: self.timeout)
+            try self.ledger.setState(r, .released)
         }
     }
 

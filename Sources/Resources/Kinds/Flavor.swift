@@ -123,7 +123,7 @@ public enum FlavorKind: ResourceKind {
 
     public static func plan(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> ImportStep {
         guard let name = record.name else { return .fail(reason: "params.name is missing") }
-        let wantedAccess = try await accessProjects(record, ctx)
+        let wantedAccess = try await ProjectAccess.projects(record, ctx)
         let all = try await KindSupport.cachedList(ctx, "flavors:all", APIRequest(ServiceType.compute, .GET, "/flavors/detail",
                                                                                   query: [QueryItem("is_public", "None")]), "flavors")
         let found = all.filter { $0["name"]?.stringValue == name }
@@ -152,8 +152,8 @@ public enum FlavorKind: ResourceKind {
         if let d = record.params["description"], d != (current["description"] ?? .null), !(d.isFalsey && (current["description"] ?? .null).isFalsey) {
             diffs.append("description")
         }
-        let wantedSpecs = specs(record.params["extra_specs"])
-        let currentSpecs = specs(current["extra_specs"])
+        let wantedSpecs = ProjectAccess.stringMap(record.params["extra_specs"])
+        let currentSpecs = ProjectAccess.stringMap(current["extra_specs"])
         if record.params["extra_specs"] != nil, wantedSpecs != currentSpecs { diffs.append("extra_specs") }
         let isPublic = current["is_public"]?.boolValue ?? true
         var currentAccess: [String] = []
@@ -174,24 +174,6 @@ public enum FlavorKind: ResourceKind {
                 try await reconcileAccess(id, wanted: wantedAccess, current: haveAccess, ctx)
             }
         }
-    }
-
-    static func specs(_ v: JSONValue?) -> [String: String] {
-        (v?.objectValue ?? [:]).compactMapValues { $0.stringValue }
-    }
-
-    /// Destination project ids of the access list; nil when the file does not manage it.
-    static func accessProjects(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> [String]? {
-        guard let list = record.params["access_project_refs"], !list.isNull else { return nil }
-        var ids: [String] = []
-        for (i, v) in (list.arrayValue ?? []).enumerated() {
-            do {
-                if let id = try await ctx.resolver.resolve(.project, v) { ids.append(id) }
-            } catch let e as ReferenceError {
-                throw ReferenceError("params.access_project_refs[\(i)]: \(e.description)")
-            }
-        }
-        return ids
     }
 
     static func create(_ record: ResourceRecord, id: String?, access: [String]?, _ ctx: ImportContext) async throws -> String {
@@ -217,7 +199,7 @@ public enum FlavorKind: ResourceKind {
         guard let newID = created["id"]?.stringValue else {
             throw OpenStackError(kind: .decoding, service: ServiceType.compute, message: "created flavor has no id")
         }
-        let specs = specs(p["extra_specs"])
+        let specs = ProjectAccess.stringMap(p["extra_specs"])
         if !specs.isEmpty { try await ctx.session.setFlavorExtraSpecs(newID, specs) }
         if p["is_public"]?.boolValue == false, let access {
             for project in access { try await ctx.session.addFlavorAccess(newID, project: project) }

@@ -55,3 +55,26 @@ enum KindSupport {
         return records.indices.map { ($0, depthOf($0, [])) }.sorted { ($0.1, $0.0) < ($1.1, $1.0) }.map { records[$0.0] }
     }
 }
+
+/// What flavors and volume types share: extra specs (a mapping of strings) and a list of the
+/// projects a private one is shared with.
+enum ProjectAccess {
+    /// The string values of a mapping (extra specs); anything else is left out.
+    static func stringMap(_ v: JSONValue?) -> [String: String] {
+        (v?.objectValue ?? [:]).compactMapValues { $0.stringValue }
+    }
+
+    /// Destination project ids of the access list; nil when the file does not manage it.
+    static func projects(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> [String]? {
+        guard let list = record.params["access_project_refs"], !list.isNull else { return nil }
+        var ids: [String] = []
+        for (i, v) in (list.arrayValue ?? []).enumerated() {
+            do {
+                if let id = try await ctx.resolver.resolve(.project, v) { ids.append(id) }
+            } catch let e as ReferenceError {
+                throw ReferenceError("params.access_project_refs[\(i)]: \(e.description)")
+            }
+        }
+        return ids
+    }
+}

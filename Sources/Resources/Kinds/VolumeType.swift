@@ -121,7 +121,7 @@ public enum VolumeTypeKind: ResourceKind {
 
     public static func plan(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> ImportStep {
         guard let name = record.name else { return .fail(reason: "params.name is missing") }
-        let wantedAccess = try await accessProjects(record, ctx)
+        let wantedAccess = try await ProjectAccess.projects(record, ctx)
         let found = try await KindSupport.cachedList(ctx, "volume-types:all", listing, Cinder.types.plural)
             .filter { $0["name"]?.stringValue == name }
         guard let object = found.first, let id = object["id"]?.stringValue else {
@@ -131,8 +131,8 @@ public enum VolumeTypeKind: ResourceKind {
         let isPublic = object["os-volume-type-access:is_public"]?.boolValue ?? object["is_public"]?.boolValue ?? true
         let haveAccess = isPublic ? [] : try await accessList(id, ctx.session)
         let current = try await Self.record(from: object, session: ctx.session, refs: ctx.current, access: haveAccess).params
-        let wantedSpecs = specs(record.params["extra_specs"])
-        let currentSpecs = specs(current["extra_specs"])
+        let wantedSpecs = ProjectAccess.stringMap(record.params["extra_specs"])
+        let currentSpecs = ProjectAccess.stringMap(current["extra_specs"])
         var extra: [String] = []
         if record.params["extra_specs"] != nil, wantedSpecs != currentSpecs { extra.append("extra_specs") }
         if let wantedAccess, record.params["is_public"]?.boolValue == false, Set(wantedAccess) != Set(haveAccess) {
@@ -162,30 +162,12 @@ public enum VolumeTypeKind: ResourceKind {
         return r
     }
 
-    static func specs(_ v: JSONValue?) -> [String: String] {
-        (v?.objectValue ?? [:]).compactMapValues { $0.stringValue }
-    }
-
-    /// Destination project ids of the access list; nil when the file does not manage it.
-    static func accessProjects(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> [String]? {
-        guard let list = record.params["access_project_refs"], !list.isNull else { return nil }
-        var ids: [String] = []
-        for (i, v) in (list.arrayValue ?? []).enumerated() {
-            do {
-                if let id = try await ctx.resolver.resolve(.project, v) { ids.append(id) }
-            } catch let e as ReferenceError {
-                throw ReferenceError("params.access_project_refs[\(i)]: \(e.description)")
-            }
-        }
-        return ids
-    }
-
     static func create(_ record: ResourceRecord, access: [String]?, _ ctx: ImportContext) async throws -> String {
         let p = record.params
         var body: JSONObject = ["name": p["name"] ?? .null]
         if let d = p["description"], !d.isNull { body["description"] = d }
         if let v = p["is_public"], !v.isNull { body["os-volume-type-access:is_public"] = v }
-        let specs = specs(p["extra_specs"])
+        let specs = ProjectAccess.stringMap(p["extra_specs"])
         if !specs.isEmpty { body["extra_specs"] = .object(specs.mapValues(JSONValue.string)) }
         let created = try await ctx.session.json(APIRequest(Cinder.types.service, .POST, Cinder.types.path,
                                                             body: [Cinder.types.singular: .object(body)]), key: Cinder.types.singular)
