@@ -82,6 +82,21 @@ public enum Validator {
         return errors
     }
 
+    /// Params a kind does not know (it would ignore them): warnings, one line each, naming the
+    /// file, the resource and the param. Not errors: a file written by a newer tool still imports.
+    public static func unknownParams(_ files: [KindFile]) -> [String] {
+        var out: [String] = []
+        for kf in files {
+            guard let known = kf.kind.knownParams else { continue }
+            for (i, record) in kf.file.records.enumerated() {
+                for key in record.params.keys.sorted() where !known.contains(key) {
+                    out.append("\(kf.file.path): resources[\(i)] (\(kf.kind.label(record))): params.\(key) is not a field of \(kf.kind.name) that os-migrate knows: it is ignored")
+                }
+            }
+        }
+        return out
+    }
+
     /// Two resources that renames (`--map-name`, `--rename-prefix`) would import under one name:
     /// the import would create one and then take the other for it (or make two of one name).
     public static func collisions(_ files: [KindFile], names: NameMapping) -> [String] {

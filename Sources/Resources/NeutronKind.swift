@@ -9,6 +9,8 @@ public protocol NeutronKind: ResourceKind {
     /// declaration of the collection's service, path, singular and plural.
     static var collection: APICollection<Element> { get }
     static var fieldMap: FieldMap { get }
+    /// Params read beyond the field map (compound ones), for `knownParams`.
+    static var extraParams: [String] { get }
 
     /// Source objects to export (default: all of the project's).
     static func include(_ object: JSONObject) -> Bool
@@ -31,6 +33,11 @@ extension NeutronKind {
     public static var plural: String { collection.plural }
 
     public static var requiredParams: [String] { ["name"] }
+    /// The field map's params, the required ones, those with value rules, and `extraParams`.
+    public static var knownParams: Set<String>? {
+        Set(fieldMap.fields.map(\.param)).union(requiredParams).union(valueRules.keys).union(extraParams)
+    }
+    public static var extraParams: [String] { [] }
     public static func include(_ object: JSONObject) -> Bool { true }
     public static func adjustExport(_ params: inout JSONObject, _ info: inout JSONObject, _ object: JSONObject,
                                     refs: ReferenceBuilder) async throws {}

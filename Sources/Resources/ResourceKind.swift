@@ -47,6 +47,9 @@ public protocol ResourceKind: Sendable {
     /// The type and range of params, checked in validation before anything is written (beyond
     /// the rules every kind follows by param name: `ValueRule.byName`).
     static var valueRules: [String: ValueRule] { get }
+    /// Every param the kind reads; one it does not know is said in a warning (a typo, or a file of
+    /// another tool), never dropped silently. nil: not declared (no warning).
+    static var knownParams: Set<String>? { get }
 
     /// Look the record up in the destination and decide what to do.
     static func plan(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> ImportStep
@@ -87,6 +90,7 @@ extension ResourceKind {
     public static func references(_ record: ResourceRecord) -> [FieldReference] { [] }
     public static func validate(_ record: ResourceRecord) -> [String] { [] }
     public static var valueRules: [String: ValueRule] { [:] }
+    public static var knownParams: Set<String>? { nil }
     public static func finish(_ records: [ResourceRecord], _ ctx: ImportContext) async -> [ItemResult] { [] }
     public static func label(_ record: ResourceRecord) -> String { record.name ?? record.id ?? "?" }
     public static func importIdentity(_ record: ResourceRecord) -> String? {

@@ -110,6 +110,11 @@ enum CommandRunner {
     }
 }
 
+/// A warning on stderr, one line, escaped and capped (nothing is refused for it).
+func printWarning(_ s: String) {
+    FileHandle.standardError.write(Data(("os-migrate: warning: " + TerminalText.escaped(s, limit: 2000) + "\n").utf8))
+}
+
 func printLine(_ s: String) {
     print(s)
 }

@@ -234,10 +234,13 @@ struct ValidateCommand: AsyncParsableCommand {
                     creatable: all.map { ($0.kind, $0.file.records) })
             }
             if !problems.isEmpty { throw ValidationFailure(problems) }
+            let warnings = Validator.unknownParams(files)
+            for w in warnings { printWarning(w) }
             let count = files.reduce(0) { $0 + $1.file.records.count }
             let msg = "valid: \(files.count) file(s), \(count) resource(s)" + (config.dst == nil ? "" : ", every reference resolves")
             if common.json {
-                printLine(JSONValue.object(["valid": true, "files": .int(files.count), "resources": .int(count)]).jsonString())
+                printLine(JSONValue.object(["valid": true, "files": .int(files.count), "resources": .int(count),
+                                            "warnings": .array(warnings.map { .string(TerminalText.capped($0)) })]).jsonString())
             } else {
                 printLine(msg)
             }

@@ -126,4 +126,18 @@ struct LoaderFuzzTests {
         #expect(ContinuousClock.now - start < .seconds(60))
         #expect(refused > 300 && loaded > 300, "refused \(refused), loaded \(loaded): the mutations should hit both")
     }
+
+    @Test("params a kind does not know are warned about, one line naming file, resource and param; valid files have none")
+    func unknownParams() throws {
+        try withTempDir("unknown") { dir in
+            var files: [KindFile] = []
+            for v in Self.valid {
+                files.append(KindFile(kind: v.kind, file: try ResourceFile.load(try dir.write(v.file, v.text))))
+            }
+            #expect(Validator.unknownParams(files) == [])
+            let typo = try dir.write("networks.yml", Self.valid[0].text.replacingOccurrences(of: "mtu: 1450", with: "mut: 1450"))
+            let warned = Validator.unknownParams([KindFile(kind: NetworkKind.self, file: try ResourceFile.load(typo))])
+            #expect(warned == ["\(typo): resources[0] (net-a): params.mut is not a field of networks that os-migrate knows: it is ignored"])
+        }
+    }
 }

@@ -14,6 +14,7 @@ public enum RouterKind: NeutronKind {
     public static let filterVariable = "os_migrate_routers_filter"
     public static let collection = Neutron.routers
     static let gateway = "external_gateway_refinfo"
+    public static var extraParams: [String] { [gateway] }
 
     public static let valueRules: [String: ValueRule] = [
         "routes": .routes, "availability_zone_hints": .list(.name, max: 100),
