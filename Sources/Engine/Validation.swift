@@ -32,6 +32,8 @@ public enum Validator {
     public static func check(_ files: [KindFile]) -> [String] {
         var errors: [String] = []
         var identities: [String: [(String, Int)]] = [:]
+        var byKind: [String: [ResourceRecord]] = [:]
+        for kf in files { byKind[kf.kind.name, default: []] += kf.file.records }
         for kf in files {
             let kind = kf.kind
             let path = kf.file.path
@@ -70,7 +72,9 @@ public enum Validator {
                         errors.append("\(at): params.\(key) \(problem)")
                     }
                 }
-                errors += kind.validate(record).map { "\(at): \($0)" }
+                let own = kind.validate(record)
+                errors += own.map { "\(at): \($0)" }
+                if own.isEmpty { errors += kind.crossFileProblems(record, others: byKind).map { "\(at): \($0)" } }
                 if let id = kind.importIdentity(record) { identities[id, default: []].append((path, i)) }
             }
         }

@@ -50,6 +50,9 @@ public protocol ResourceKind: Sendable {
     /// Every param the kind reads; one it does not know is said in a warning (a typo, or a file of
     /// another tool), never dropped silently. nil: not declared (no warning).
     static var knownParams: Set<String>? { get }
+    /// Checks against the other data files checked in the same run (by kind name), e.g. an
+    /// interface's address inside its subnet's cidr: one message per problem, naming the field.
+    static func crossFileProblems(_ record: ResourceRecord, others: [String: [ResourceRecord]]) -> [String]
 
     /// Look the record up in the destination and decide what to do.
     static func plan(_ record: ResourceRecord, _ ctx: ImportContext) async throws -> ImportStep
@@ -91,6 +94,7 @@ extension ResourceKind {
     public static func validate(_ record: ResourceRecord) -> [String] { [] }
     public static var valueRules: [String: ValueRule] { [:] }
     public static var knownParams: Set<String>? { nil }
+    public static func crossFileProblems(_ record: ResourceRecord, others: [String: [ResourceRecord]]) -> [String] { [] }
     public static func finish(_ records: [ResourceRecord], _ ctx: ImportContext) async -> [ItemResult] { [] }
     public static func label(_ record: ResourceRecord) -> String { record.name ?? record.id ?? "?" }
     public static func importIdentity(_ record: ResourceRecord) -> String? {

@@ -33,7 +33,7 @@ struct LoaderFuzzTests {
                 allocation_pools: [{start: 10.1.0.10, end: 10.1.0.99}]
                 dns_nameservers: [8.8.8.8]
                 host_routes: [{destination: 10.2.0.0/16, nexthop: 10.1.0.5}]
-              type: openstack.network.Subnet
+              type: openstack.subnet.Subnet
             """),
         ("security_group_rules.yml", SecurityGroupRuleKind.self, """
             os_migrate_version: 1.0.5
@@ -134,6 +134,7 @@ struct LoaderFuzzTests {
             for v in Self.valid {
                 files.append(KindFile(kind: v.kind, file: try ResourceFile.load(try dir.write(v.file, v.text))))
             }
+            #expect(Validator.check(files) == [])
             #expect(Validator.unknownParams(files) == [])
             let typo = try dir.write("networks.yml", Self.valid[0].text.replacingOccurrences(of: "mtu: 1450", with: "mut: 1450"))
             let warned = Validator.unknownParams([KindFile(kind: NetworkKind.self, file: try ResourceFile.load(typo))])

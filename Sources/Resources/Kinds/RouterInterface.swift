@@ -25,6 +25,22 @@ public enum RouterInterfaceKind: ResourceKind {
         return ([router] + ips).joined(separator: " ")
     }
 
+    /// Each fixed IP inside the cidr of its subnet, when subnets.yml is checked too and holds
+    /// exactly one subnet of that name.
+    public static func crossFileProblems(_ record: ResourceRecord, others: [String: [ResourceRecord]]) -> [String] {
+        var out: [String] = []
+        let subnets = others[SubnetKind.name] ?? []
+        for (i, ip) in (record.params["fixed_ips_refs"]?.arrayValue ?? []).enumerated() {
+            guard let name = ip["subnet_ref"]?["name"]?.stringValue, let a = ip["ip_address"]?.stringValue, let address = IPAddress(a) else { continue }
+            let named = subnets.filter { $0.name == name }
+            guard named.count == 1, let c = named[0].params["cidr"]?.stringValue, let cidr = CIDR(c) else { continue }
+            if !cidr.contains(address) {
+                out.append("params.fixed_ips_refs[\(i)].ip_address \(a) is not inside subnet '\(name)' (\(c) in \(SubnetKind.fileName))")
+            }
+        }
+        return out
+    }
+
     public static func references(_ record: ResourceRecord) -> [FieldReference] {
         var refs: [FieldReference] = []
         if let r = Reference(record.params["device_ref"]) { refs.append(FieldReference(field: "params.device_ref", type: .router, ref: r)) }
