@@ -4,7 +4,7 @@ import Testing
 import TestSupport
 
 /// The test support itself: a LabTenant is what it says, and purge leaves nothing behind.
-@Suite struct FoundationLabTenantTests {
+@Suite struct LabTenantTests {
     @Test func createdTenantIsAMemberWithRaisedQuotas() async throws {
         try await LabTenant.with("tenant") { tenant in
             #expect(tenant.projectName.range(of: "^osmt-tenant-[0-9a-f]{6}$", options: .regularExpression) != nil)

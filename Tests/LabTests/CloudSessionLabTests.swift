@@ -6,7 +6,7 @@ import TestSupport
 
 /// The OpenStack client against the real lab services: pagination, errors, token handling,
 /// redaction. Each test that writes works in its own LabTenant.
-@Suite struct FoundationSessionTests {
+@Suite struct CloudSessionLabTests {
     // MARK: pagination
 
     @Test func neutronNetworksPageByPage() async throws {
