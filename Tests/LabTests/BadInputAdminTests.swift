@@ -191,7 +191,35 @@ struct BadInputAdminTests {
         }
     }
 
+    /// Every service but token issuing reached through a counting proxy: writes are counted as
+    /// they are sent, not inferred from a listing afterwards.
+    static let services: [(service: String, upstream: String, path: String)] = [
+        ("identity", "http://127.0.0.1:5000", "/v3"), ("compute", "http://127.0.0.1:8774", "/v2.1"),
+        ("image", "http://127.0.0.1:9292", ""), ("block-storage", "http://127.0.0.1:8776", "/v3/%(project_id)s"),
+        ("network", "http://127.0.0.1:9696", ""),
+    ]
+
     func check(_ c: Case, clouds: [String: CloudProfile], dst: String) async throws {
+        var proxies: [FaultProxy] = []
+        var counted = clouds
+        var overrides: [String: String] = [:]
+        for s in Self.services {
+            let proxy = try await FaultProxy(upstream: s.upstream, faults: .none)
+            proxies.append(proxy)
+            overrides[s.service] = proxy.url + s.path
+        }
+        for (name, profile) in clouds {
+            var p = profile
+            // Keystone hands out Cinder's URL with the project id filled in: so must the override.
+            let project = try await Lab.session(profile).currentProjectID
+            p.endpointOverrides = overrides.mapValues { $0.replacingOccurrences(of: "%(project_id)s", with: project) }
+            counted[name] = p
+        }
+        defer { for p in proxies { Task { try? await p.shutdown() } } }
+        try await check(c, clouds: counted, dst: dst, proxies: proxies)
+    }
+
+    func check(_ c: Case, clouds: [String: CloudProfile], dst: String, proxies: [FaultProxy]) async throws {
         let env = try MigrationEnv("badadm", clouds: clouds)
         defer { env.remove() }
         try env.write(c.file, c.text)
@@ -206,6 +234,12 @@ struct BadInputAdminTests {
         #expect(lines.first?.hasPrefix(expected) == true, "\(c.name): got: \(r.stderr)")
         #expect(lines.count == 1, "\(c.name): one line expected, got: \(r.stderr)")
         #expect(r.stdout.isEmpty, "\(c.name)")
+        let writes = proxies.flatMap { $0.stats.requests.filter { $0.key != "GET" && $0.key != "HEAD" } }
+        #expect(writes.isEmpty, "\(c.name): write requests were sent: \(writes)")
+        if c.error.contains("in the destination") {
+            // It asked the cloud: through the proxies (else the count above proves nothing).
+            #expect(proxies.reduce(0) { $0 + $1.stats.totalRequests } > 0, "\(c.name): no request went through the proxies")
+        }
     }
 
     /// What this test's names could have created as admin.
