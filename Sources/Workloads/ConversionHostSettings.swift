@@ -2,6 +2,7 @@ import DataPlane
 import Engine
 import Foundation
 import OpenStack
+import Resources
 
 /// Everything about one side's conversion host, from the vars file (the reference tool's variable
 /// names and defaults, plus our per-side SSH overrides). See docs/conversion-hosts.md.
@@ -186,9 +187,9 @@ public struct ConversionHostSettings: Sendable, Equatable {
     /// The flavor, required to deploy.
     /// What deploying this host creates, by the filter variable of its kind (export leaves them out).
     public var ownNames: [String: Set<String>] {
-        ["os_migrate_workloads_filter": [hostName], "os_migrate_networks_filter": [networkName], "os_migrate_subnets_filter": [subnetName],
-         "os_migrate_routers_filter": [routerName], "os_migrate_security_groups_filter": [securityGroupName],
-         "os_migrate_keypairs_filter": [keypairName]]
+        [WorkloadKind.filterVariable: [hostName], NetworkKind.filterVariable: [networkName], SubnetKind.filterVariable: [subnetName],
+         RouterKind.filterVariable: [routerName], SecurityGroupKind.filterVariable: [securityGroupName],
+         KeypairKind.filterVariable: [keypairName]]
     }
 
     public func requireFlavor() throws -> String {

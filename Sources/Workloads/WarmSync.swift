@@ -15,13 +15,8 @@ import Resources
 extension WorkloadRun {
     func syncPass() async throws -> String {
         let h = try hosts()
-        // What an interrupted pass (or run) left: attachments first, then temporaries.
-        try await detach()
-        var problems: [String] = []
-        await undoSource(&problems, restart: false)
-        if !problems.isEmpty {
-            throw OpenStackError(kind: .waitFailed, service: "cleanup", message: "an earlier pass's temporaries: " + problems.joined(separator: "; "))
-        }
+        // What an interrupted pass (or run) left.
+        try await removeTemporaries("an earlier pass's temporaries")
         let pass = try ledger.nextPass(id)
         let started = Date()
         var staged: [(index: Int, volume: WorkloadPlan.Volume, staged: String)] = []
@@ -42,11 +37,7 @@ extension WorkloadRun {
                 workload: id, device: job.device, pass: pass, destinationVolume: job.target, size: Int64(r.sourceSize),
                 bytesChanged: Int64(r.bytesCopied), bytesOnWire: Int64(r.bytesOnWire), seconds: r.seconds, digest: r.digest, at: Date()))
         }
-        try await detach()
-        await undoSource(&problems, restart: false)
-        if !problems.isEmpty {
-            throw OpenStackError(kind: .waitFailed, service: "cleanup", message: "this pass's temporaries: " + problems.joined(separator: "; "))
-        }
+        try await removeTemporaries("this pass's temporaries")
         let size = results.reduce(Int64(0)) { $0 + Int64($1.1.sourceSize) }
         let changed = results.reduce(Int64(0)) { $0 + Int64($1.1.bytesCopied) }
         let wire = results.reduce(Int64(0)) { $0 + Int64($1.1.bytesOnWire) }
@@ -55,46 +46,27 @@ extension WorkloadRun {
             + String(format: "%.1f s", Date().timeIntervalSince(started)) + "; the source keeps running: `--cutover` to finish"
     }
 
+    /// Detach what the conversion hosts hold and delete the source-side temporaries; what could
+    /// not be undone, one line each (it stays in the ledger for the next pass).
+    func temporariesLeft() async -> [String] {
+        var problems: [String] = []
+        do { try await detach() } catch { problems.append("detach: \(error)") }
+        await undoSource(&problems, restart: false)
+        return problems
+    }
+
+    func removeTemporaries(_ what: String) async throws {
+        let problems = await temporariesLeft()
+        if !problems.isEmpty {
+            throw OpenStackError(kind: .waitFailed, service: "cleanup", message: "\(what): " + problems.joined(separator: "; "))
+        }
+    }
+
     /// A temporary volume holding `v` as it is now, from a snapshot (volumes, in use or not) or
     /// an image of the server (an image-booted server's disk).
     func syncSource(_ i: Int, _ v: WorkloadPlan.Volume, pass: Int) async throws -> String {
-        let name = "\(tempName)-sync-\(i)"
-        switch v.staging {
-        case .snapshot, .detach:
-            let snap = try await ensure("sync-snapshot:\(i)", .src, "snapshot", adopt: {
-                try await adoptNamed(Cinder.snapshots, src, name) { $0.volumeID == v.sourceID && !$0.status.hasPrefix("error") }
-            }) {
-                try await src.json(APIRequest(ServiceType.blockStorage, .POST, "/snapshots", body: ["snapshot": [
-                    "volume_id": .string(v.sourceID ?? ""), "force": true, "name": .string(name),
-                    "description": .string("os-migrate: warm sync pass \(pass), temporary"),
-                ]]), key: "snapshot")["id"]?.stringValue ?? ""
-            }
-            try await waitSnapshot(snap)
-            let tmp = try await ensure("sync-volume:\(i)", .src, "volume", adopt: {
-                try await adoptNamed(Cinder.volumes, src, name) { $0.snapshotID == snap && !$0.status.hasPrefix("error") }
-            }) {
-                try await src.create(Cinder.volumes, ["snapshot_id": .string(snap), "size": .int(v.size), "name": .string(name),
-                                                      "description": .string("os-migrate: warm sync pass \(pass), temporary")]).id
-            }
-            _ = try await waitVolume(src, tmp, "available")
-            return tmp
-        case .serverImage:
-            let image = try await ensure("sync-image", .src, "image", adopt: {
-                try await adoptNamed(Glance.images, src, name) { !["killed", "deleted"].contains($0.status) }
-            }) {
-                try await src.createServerImage(plan.sourceID, name: name)
-            }
-            let img = try await Waiter.wait("image \(image)", service: ServiceType.image, timeout: timeout, until: ["active"],
-                                            failOn: ["killed", "deleted"], fetch: { try await src.findImage(id: image) }, status: { $0.status })
-            let size = max(Int(((img.size ?? 0) + (1 << 30) - 1) >> 30), img.minDisk ?? 0, 1)
-            let tmp = try await ensure("sync-volume:\(i)", .src, "volume", adopt: {
-                try await adoptNamed(Cinder.volumes, src, name) { !$0.status.hasPrefix("error") }
-            }) {
-                try await src.create(Cinder.volumes, ["imageRef": .string(image), "size": .int(size), "name": .string(name),
-                                                      "description": .string("os-migrate: warm sync pass \(pass), temporary")]).id
-            }
-            _ = try await waitVolume(src, tmp, "available")
-            return tmp
-        }
+        let what = "os-migrate: warm sync pass \(pass), temporary"
+        return try await temporaryVolume(of: v, Temporary(snapshotRole: "sync-snapshot:\(i)", volumeRole: "sync-volume:\(i)", imageRole: "sync-image",
+                                                          name: "\(tempName)-sync-\(i)", snapshotDescription: what, volumeDescription: what))
     }
 }

@@ -211,9 +211,7 @@ public final class WorkloadMigrator: Sendable {
                 try ledger.finishSync(plan.sourceID)
                 return result(name, .changed, summary, action: "synced")
             } catch {
-                var problems: [String] = []
-                try? await run.detach()
-                await run.undoSource(&problems, restart: false)
+                let problems = await run.temporariesLeft()
                 let failure = "sync failed: \(error)" + (problems.isEmpty ? "; its temporaries were removed, the source is untouched"
                     : "; cleanup incomplete: " + problems.joined(separator: "; "))
                 try? ledger.finish(plan.sourceID, state: .failed, error: failure)

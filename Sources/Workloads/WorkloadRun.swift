@@ -121,39 +121,13 @@ struct WorkloadRun: Sendable {
     func stage(_ v: WorkloadPlan.Volume) async throws {
         switch v.staging {
         case .snapshot:
-            let snap = try await ensure("boot-snapshot", .src, "snapshot", adopt: {
-                try await adoptNamed(Cinder.snapshots, src, tempName + "-boot") { $0.volumeID == v.sourceID && !$0.status.hasPrefix("error") }
-            }) {
-                try await src.json(APIRequest(ServiceType.blockStorage, .POST, "/snapshots", body: ["snapshot": [
-                    "volume_id": .string(v.sourceID ?? ""), "force": true, "name": .string(tempName + "-boot"),
-                    "description": "os-migrate: temporary snapshot of a boot volume",
-                ]]), key: "snapshot")["id"]?.stringValue ?? ""
-            }
-            try await waitSnapshot(snap)
-            let tmp = try await ensure("staged-volume:boot", .src, "volume", adopt: {
-                try await adoptNamed(Cinder.volumes, src, tempName + "-boot") { $0.snapshotID == snap && !$0.status.hasPrefix("error") }
-            }) {
-                try await src.create(Cinder.volumes, ["snapshot_id": .string(snap), "size": .int(v.size), "name": .string(tempName + "-boot"),
-                                                      "description": "os-migrate: temporary copy of a boot volume"]).id
-            }
-            _ = try await waitVolume(src, tmp, "available")
+            _ = try await temporaryVolume(of: v, Temporary(snapshotRole: "boot-snapshot", volumeRole: "staged-volume:boot", imageRole: "boot-image",
+                                                           name: tempName + "-boot", snapshotDescription: "os-migrate: temporary snapshot of a boot volume",
+                                                           volumeDescription: "os-migrate: temporary copy of a boot volume"))
         case .serverImage:
-            let image = try await ensure("boot-image", .src, "image", adopt: {
-                try await adoptNamed(Glance.images, src, tempName + "-boot") { !["killed", "deleted"].contains($0.status) }
-            }) {
-                try await src.createServerImage(plan.sourceID, name: tempName + "-boot")
-            }
-            let img = try await Waiter.wait("image \(image)", service: ServiceType.image, timeout: timeout, until: ["active"],
-                                            failOn: ["killed", "deleted"], fetch: { try await src.findImage(id: image) }, status: { $0.status })
-            let gib = Int(((img.size ?? 0) + (1 << 30) - 1) >> 30)
-            let size = max(gib, img.minDisk ?? 0, 1)
-            let tmp = try await ensure("staged-volume:boot", .src, "volume", adopt: {
-                try await adoptNamed(Cinder.volumes, src, tempName + "-boot") { !$0.status.hasPrefix("error") }
-            }) {
-                try await src.create(Cinder.volumes, ["imageRef": .string(image), "size": .int(size), "name": .string(tempName + "-boot"),
-                                                      "description": "os-migrate: temporary copy of a boot disk"]).id
-            }
-            _ = try await waitVolume(src, tmp, "available")
+            _ = try await temporaryVolume(of: v, Temporary(snapshotRole: "boot-snapshot", volumeRole: "staged-volume:boot", imageRole: "boot-image",
+                                                           name: tempName + "-boot", snapshotDescription: "",
+                                                           volumeDescription: "os-migrate: temporary copy of a boot disk"))
         case .detach:
             guard let vid = v.sourceID else { return }
             // Recorded before the detach, so a kill in between still re-attaches it.
@@ -164,6 +138,57 @@ struct WorkloadRun: Sendable {
             }
             _ = try await waitVolume(src, vid, "available")
         }
+    }
+
+    /// The roles, name and descriptions of a temporary source volume and what it is made from.
+    struct Temporary {
+        var snapshotRole: String
+        var volumeRole: String
+        var imageRole: String
+        var name: String
+        var snapshotDescription: String
+        var volumeDescription: String
+    }
+
+    /// A temporary source volume holding `v` as it is now: a snapshot of it made into a volume,
+    /// or, for an image-booted server's disk, a server image made into a volume. Each is recorded
+    /// under its role before it is made and found again after a kill.
+    func temporaryVolume(of v: WorkloadPlan.Volume, _ t: Temporary) async throws -> String {
+        let tmp: String
+        if v.staging == .serverImage {
+            let image = try await ensure(t.imageRole, .src, "image", adopt: {
+                try await adoptNamed(Glance.images, src, t.name) { !["killed", "deleted"].contains($0.status) }
+            }) {
+                try await src.createServerImage(plan.sourceID, name: t.name)
+            }
+            let img = try await Waiter.wait("image \(image)", service: ServiceType.image, timeout: timeout, until: ["active"],
+                                            failOn: ["killed", "deleted"], fetch: { try await src.findImage(id: image) }, status: { $0.status })
+            let size = max(Int(((img.size ?? 0) + (1 << 30) - 1) >> 30), img.minDisk ?? 0, 1)
+            tmp = try await ensure(t.volumeRole, .src, "volume", adopt: {
+                try await adoptNamed(Cinder.volumes, src, t.name) { !$0.status.hasPrefix("error") }
+            }) {
+                try await src.create(Cinder.volumes, ["imageRef": .string(image), "size": .int(size), "name": .string(t.name),
+                                                      "description": .string(t.volumeDescription)]).id
+            }
+        } else {
+            let snap = try await ensure(t.snapshotRole, .src, "snapshot", adopt: {
+                try await adoptNamed(Cinder.snapshots, src, t.name) { $0.volumeID == v.sourceID && !$0.status.hasPrefix("error") }
+            }) {
+                try await src.json(APIRequest(ServiceType.blockStorage, .POST, "/snapshots", body: ["snapshot": [
+                    "volume_id": .string(v.sourceID ?? ""), "force": true, "name": .string(t.name),
+                    "description": .string(t.snapshotDescription),
+                ]]), key: "snapshot")["id"]?.stringValue ?? ""
+            }
+            try await waitSnapshot(snap)
+            tmp = try await ensure(t.volumeRole, .src, "volume", adopt: {
+                try await adoptNamed(Cinder.volumes, src, t.name) { $0.snapshotID == snap && !$0.status.hasPrefix("error") }
+            }) {
+                try await src.create(Cinder.volumes, ["snapshot_id": .string(snap), "size": .int(v.size), "name": .string(t.name),
+                                                      "description": .string(t.volumeDescription)]).id
+            }
+        }
+        _ = try await waitVolume(src, tmp, "available")
+        return tmp
     }
 
     func attachSource() async throws {
