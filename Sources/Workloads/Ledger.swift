@@ -352,6 +352,13 @@ public final class Ledger: Sendable {
         public var at: Date
         public var step: String
         public var message: String
+
+        public init(workload: String, at: Date, step: String, message: String) {
+            self.workload = workload
+            self.at = at
+            self.step = step
+            self.message = message
+        }
     }
 
     public func log(_ workload: String, step: String, _ message: String) throws {

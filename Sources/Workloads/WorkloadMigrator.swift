@@ -159,6 +159,7 @@ public final class WorkloadMigrator: Sendable {
                     try ledger.record(plan.sourceID, cloud: .src, kind: "stopped-server", role: "stopped-source", id: plan.sourceID)
                     try ledger.stopRequested(plan.sourceID)
                     try await stopSource(plan.sourceID)
+                    try ledger.log(plan.sourceID, step: StepTimeline.sourceStopped, "SHUTOFF")
                 }
                 var step = MigrationStep.resume(after: try ledger.workload(plan.sourceID)?.step)
                 while let s = step {

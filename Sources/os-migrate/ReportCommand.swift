@@ -47,6 +47,8 @@ struct ReportCommand: AsyncParsableCommand {
                     "error": w.error.map(JSONValue.string) ?? .null,
                     "downtime_seconds": w.downtimeSeconds.map(JSONValue.double) ?? .null,
                 ]
+                let timeline = StepTimeline(events: try ledger.events(w.sourceID), startedAt: w.startedAt)
+                o["steps"] = .array(timeline.entries.map { ["step": .string($0.step), "seconds": .double($0.seconds)] })
                 o["sync_passes"] = .array(try ledger.syncPasses(w.sourceID).map { p in
                     ["pass": .int(p.pass), "device": .string(p.device), "destination_volume": .string(p.destinationVolume),
                      "size": .int(Int(p.size)), "bytes_changed": .int(Int(p.bytesChanged)), "bytes_on_wire": .int(Int(p.bytesOnWire)),
@@ -83,6 +85,10 @@ struct ReportCommand: AsyncParsableCommand {
                 if w["state"]?.stringValue == "running", let st = w["last_step"]?.stringValue { line += " (last step done: \(st))" }
                 printLine(line)
                 if let e = w["error"]?.stringValue { printLine("  error: \(e)") }
+                let steps = (w["steps"]?.arrayValue ?? []).map { s in
+                    String(format: "%@ %.1f s", s["step"]?.stringValue ?? "", s["seconds"]?.doubleValue ?? 0)
+                }
+                if !steps.isEmpty { printLine("  steps: " + steps.joined(separator: ", ")) }
                 for c in w["copies"]?.arrayValue ?? [] {
                     let gib = { (k: String) in String(format: "%.2f GiB", Double(c[k]?.intValue ?? 0) / 1_073_741_824) }
                     printLine("  \(c["device"]!.stringValue!): \(gib("size")) verified, \(gib("bytes_on_wire")) on the wire, \(gib("bytes_zero")) zero, "

@@ -78,6 +78,11 @@ def report():
     return json.loads(r.stdout)["workloads"][0]
 
 
+def steps(r):
+    """Where the time went: the report's steps of the latest attempt."""
+    return ", ".join(f"{s['step']} {s['seconds']:.1f}" for s in r.get("steps", []))
+
+
 def seed():
     c = estate.conn("src")
     net, bs, nova = c.network, c.block_storage, c.compute
@@ -133,7 +138,8 @@ def cold(vm):
     reset_destination(vm)
     drop_caches()
     seconds = osm("import", "workloads", "--stop-source")
-    return seconds, report()["downtime_seconds"]
+    r = report()
+    return seconds, r["downtime_seconds"], steps(r)
 
 
 def warm(vm, volumes, rep):
@@ -201,15 +207,17 @@ def main():
         row = {}
         for what in order:
             if what == "cold":
-                row["cold_seconds"], row["cold_downtime"] = cold(vm)
+                row["cold_seconds"], row["cold_downtime"], cold_steps = cold(vm)
             else:
-                row["sync1"], row["sync2"], row["cutover"], row["warm_downtime"], _ = warm(vm, volumes, rep)
+                row["sync1"], row["sync2"], row["cutover"], row["warm_downtime"], r = warm(vm, volumes, rep)
+                warm_steps = steps(r)
         row["copy_full"], row["copy_inc"], fr, ir = copy_bench(rep)
         row["copy_full_wire"], row["copy_inc_wire"] = fr.get("bytesOnWire"), ir.get("bytesOnWire")
         rows.append(row)
         print(f"  rep {rep + 1}: cold {row['cold_seconds']:.1f} s (downtime {row['cold_downtime']:.1f} s); warm syncs "
               f"{row['sync1']:.1f} s + {row['sync2']:.1f} s, cutover {row['cutover']:.1f} s (downtime {row['warm_downtime']:.1f} s); "
               f"copy full {row['copy_full']:.1f} s, incremental {row['copy_inc']:.1f} s", flush=True)
+        print(f"    cold steps: {cold_steps}\n    cutover steps: {warm_steps}", flush=True)
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if rows[0][k] is not None}
     print(f"VM {BOOT_GIB} GiB boot + {DATA_GIB} GiB data, {CHANGE:g} % changed after the last sync, link {os.environ.get('RATE')}, "
           f"medians of {REPS}:")

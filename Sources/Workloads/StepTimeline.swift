@@ -1,0 +1,44 @@
+import Foundation
+
+/// Where a workload's migration spent its time: one entry per step of its latest attempt, from
+/// the ledger's events (each step's "done", the source's stop). Pure: `report` shows it, and an
+/// operator (or `bench/warm`) reads which step a cutover's downtime went to.
+public struct StepTimeline: Equatable, Sendable {
+    public struct Entry: Equatable, Sendable {
+        public var step: String
+        public var seconds: Double
+
+        public init(step: String, seconds: Double) {
+            self.step = step
+            self.seconds = seconds
+        }
+    }
+
+    public var entries: [Entry]
+
+    /// The latest attempt's steps: the events at or after `startedAt`, each step's duration
+    /// measured from the previous mark (the attempt's start, the source stopped, or the step
+    /// before). Events of other kinds (copy-begun, failures) are not steps and only pass.
+    public init(events: [Ledger.Event], startedAt: Date?) {
+        let steps = Set(MigrationStep.allCases.map(\.rawValue))
+        var last = startedAt
+        var out: [Entry] = []
+        for e in events {
+            if let s = startedAt, e.at < s { continue }
+            let isStep = steps.contains(e.step) && e.message == "done"
+            guard isStep || e.step == Self.sourceStopped else { continue }
+            let from = last ?? e.at
+            out.append(Entry(step: e.step == Self.sourceStopped ? "stop source" : e.step, seconds: max(0, e.at.timeIntervalSince(from))))
+            last = e.at
+        }
+        entries = out
+    }
+
+    /// The event logged when the source server reached SHUTOFF.
+    public static let sourceStopped = "source-stopped"
+
+    /// `stage 3.1 s, attachSource 1.0 s, …`
+    public var text: String {
+        entries.map { String(format: "%@ %.1f s", $0.step, $0.seconds) }.joined(separator: ", ")
+    }
+}
