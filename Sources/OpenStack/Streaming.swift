@@ -97,7 +97,7 @@ public final class ProgressMeter: Sendable {
 
     func rate(_ done: Int64, _ now: ContinuousClock.Instant) -> Double {
         let e = now - start
-        let secs = Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18
+        let secs = e.seconds
         return secs > 0 ? Double(done) / secs : 0
     }
 }

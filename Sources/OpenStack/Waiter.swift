@@ -33,7 +33,9 @@ public enum Waiter {
         let deadline = ContinuousClock.now + .seconds(timeout)
         let wanted = Set(targets.map { $0.lowercased() })
         let bad = Set(failures.map { $0.lowercased() })
-        var delay = min(0.25, interval)
+        let cadence = PollCadence(interval: interval)
+        let start = ContinuousClock.now
+        var delay = cadence.next(after: nil, elapsed: 0)
         var last = "unknown"
         while true {
             guard let value = try await fetch() else {
@@ -51,7 +53,7 @@ public enum Waiter {
                                      message: "\(what) still \(last) after \(Int(timeout)) s (waiting for \(targets.sorted().joined(separator: "/")))")
             }
             try await Task.sleep(for: .seconds(delay))
-            delay = min(interval, delay * 1.6)
+            delay = cadence.next(after: delay, elapsed: (ContinuousClock.now - start).seconds)
         }
     }
 
@@ -62,7 +64,9 @@ public enum Waiter {
         status: @Sendable () async throws -> String?
     ) async throws {
         let deadline = ContinuousClock.now + .seconds(timeout)
-        var delay = min(0.25, interval)
+        let cadence = PollCadence(interval: interval)
+        let start = ContinuousClock.now
+        var delay = cadence.next(after: nil, elapsed: 0)
         while true {
             let s: String?
             do { s = try await status() } catch let e as OpenStackError where e.isNotFound { s = nil }
@@ -74,7 +78,7 @@ public enum Waiter {
                 throw OpenStackError(kind: .waitFailed, service: service, message: "\(what) still \(s) after \(Int(timeout)) s (waiting for deletion)")
             }
             try await Task.sleep(for: .seconds(delay))
-            delay = min(interval, delay * 1.6)
+            delay = cadence.next(after: delay, elapsed: (ContinuousClock.now - start).seconds)
         }
     }
 }

@@ -81,7 +81,9 @@ extension ConversionHost {
         let sid = serverID
         let deadline = ContinuousClock.now + .seconds(timeout)
         var seenAttaching = false
-        var quietAvailable = 0
+        let cadence = PollCadence(interval: 1)
+        let started = ContinuousClock.now
+        var delay = cadence.next(after: nil, elapsed: 0)
         while true {
             let v = try await session.get(Cinder.volumes, volumeID)
             if v.status == "in-use" && v.attachments.contains(where: { $0.serverID == sid }) { return }
@@ -91,8 +93,8 @@ extension ConversionHost {
             if v.status == "attaching" || v.status == "reserved" { seenAttaching = true }
             // Nova gave up and Cinder rolled back (or the request was dropped).
             if v.status == "available" {
-                quietAvailable += 1
-                if seenAttaching || quietAvailable >= 30 {
+                // Never seen attaching: given 30 s for Nova to pick the request up.
+                if seenAttaching || (ContinuousClock.now - started).seconds >= 30 {
                     throw ConversionHostError(.volume, "attaching volume \(volumeID) to \(label) failed: the volume is available again "
                         + "(see the server's instance actions for the reason)")
                 }
@@ -100,7 +102,8 @@ extension ConversionHost {
             if ContinuousClock.now >= deadline {
                 throw ConversionHostError(.volume, "volume \(volumeID) still \(v.status) after \(Int(timeout)) s of attaching it to \(label)")
             }
-            try await Task.sleep(for: .seconds(1))
+            try await Task.sleep(for: .seconds(delay))
+            delay = cadence.next(after: delay, elapsed: (ContinuousClock.now - started).seconds)
         }
     }
 
@@ -115,6 +118,9 @@ extension ConversionHost {
         }
         let sid = serverID
         let deadline = ContinuousClock.now + .seconds(timeout)
+        let cadence = PollCadence(interval: 1)
+        let started = ContinuousClock.now
+        var delay = cadence.next(after: nil, elapsed: 0)
         while true {
             guard let v = try await session.find(Cinder.volumes, id: volumeID) else { return }
             if !v.attachments.contains(where: { $0.serverID == sid }) && v.status != "detaching" { return }
@@ -124,7 +130,8 @@ extension ConversionHost {
             if ContinuousClock.now >= deadline {
                 throw ConversionHostError(.volume, "volume \(volumeID) still \(v.status) after \(Int(timeout)) s of detaching it from \(label)")
             }
-            try await Task.sleep(for: .seconds(1))
+            try await Task.sleep(for: .seconds(delay))
+            delay = cadence.next(after: delay, elapsed: (ContinuousClock.now - started).seconds)
         }
     }
 

@@ -19,15 +19,19 @@ extension WorkloadRun {
         try await removeTemporaries("an earlier pass's temporaries")
         let pass = try ledger.nextPass(id)
         let started = Date()
-        var staged: [(index: Int, volume: WorkloadPlan.Volume, staged: String)] = []
-        for (i, v) in copied {
-            let tmp = try await syncSource(i, v, pass: pass)
-            _ = try await ensureDestinationVolume(i, v, staged: tmp, keep: true)
-            staged.append((i, v, tmp))
-        }
+        // Each volume's point in time and its destination volume, side by side.
+        // (A struct, not a tuple, comes out of the task group: see DeployOutcome.)
+        struct Staged: Sendable { var index: Int, volume: WorkloadPlan.Volume, staged: String }
+        let staged = try await boundedMap(copied, limit: 4) { i, v in
+            let tmp = try await self.syncSource(i, v, pass: pass)
+            _ = try await self.ensureDestinationVolume(i, v, staged: tmp, keep: true)
+            return Staged(index: i, volume: v, staged: tmp)
+        }.map { (index: $0.index, volume: $0.volume, staged: $0.staged) }
         let targets = try staged.map { try destinationVolume($0.index) }
+        // The destination volumes stay attached to their host between passes (and for the
+        // cutover); only the source side's temporaries come and go.
         async let sourceSide: Void = attach(h.src, session: src, side: .src, volumes: staged.map(\.staged))
-        async let destinationSide: Void = attach(h.dst, session: dst, side: .dst, volumes: targets)
+        async let destinationSide: Void = attach(h.dst, session: dst, side: .dst, volumes: targets, keep: true)
         _ = try await (sourceSide, destinationSide)
         KillPoint.reached("sync-attached")
         let results = try await runCopies(try copyJobs(staged))
@@ -46,11 +50,24 @@ extension WorkloadRun {
             + String(format: "%.1f s", Date().timeIntervalSince(started)) + "; the source keeps running: `--cutover` to finish"
     }
 
+    /// The cutover's work that does not need the source stopped, done before its downtime
+    /// begins: the ports (the destination's, nothing the source holds) and, after a sync, the
+    /// destination volumes attached to their host (where the last pass left them, unless a
+    /// failed cutover took them off). The steps that follow find both recorded.
+    func prepareCutover() async throws {
+        let targets = try copied.compactMap { try recorded("dst-volume:\($0.index)")?.resourceID }
+        async let ports: Void = createPorts()
+        if !targets.isEmpty && targets.count == copied.count {
+            try await attach(try hosts().dst, session: dst, side: .dst, volumes: targets, keep: true)
+        }
+        try await ports
+    }
+
     /// Detach what the conversion hosts hold and delete the source-side temporaries; what could
     /// not be undone, one line each (it stays in the ledger for the next pass).
     func temporariesLeft() async -> [String] {
         var problems: [String] = []
-        do { try await detach() } catch { problems.append("detach: \(error)") }
+        do { try await detach(includingKept: false) } catch { problems.append("detach: \(error)") }
         await undoSource(&problems, restart: false)
         return problems
     }

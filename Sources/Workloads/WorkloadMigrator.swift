@@ -154,6 +154,9 @@ public final class WorkloadMigrator: Sendable {
             try ledger.begin(sourceID: plan.sourceID, name: name)
             let run = WorkloadRun(migrator: self, plan: plan, resolver: resolver)
             do {
+                if options.cutover, try ledger.workload(plan.sourceID)?.step == nil {
+                    try await run.prepareCutover()
+                }
                 if source.status != "SHUTOFF" {
                     // Recorded first: a failure (or a kill, then a failure) starts it again.
                     try ledger.record(plan.sourceID, cloud: .src, kind: "stopped-server", role: "stopped-source", id: plan.sourceID)

@@ -197,13 +197,20 @@ struct WorkloadRun: Sendable {
 
     /// Attach volumes to a conversion host; the attachment is recorded before it is made (so a
     /// kill in between is still undone), then again with the path the volume has on the host.
-    func attach(_ host: ConversionHost, session: CloudSession, side: CloudSide, volumes: [String]) async throws {
+    ///
+    /// `keep`: a warm sync's destination attachment, kept between passes and through a failed
+    /// cutover (ledger state `kept`: a pass's cleanup and a rollback leave it; the cutover's
+    /// `detach` step releases it). An attachment recorded as kept stays kept when attached again.
+    func attach(_ host: ConversionHost, session: CloudSession, side: CloudSide, volumes: [String], keep: Bool = false) async throws {
         // Side by side: each attach waits on Nova and Cinder (lsblk discovery takes its lock in turn).
         _ = try await boundedMap(volumes, limit: 4) { vid in
             let role = "\(side.rawValue)-attach:\(vid)"
-            try self.ledger.record(self.id, cloud: side, kind: "attachment", role: role, id: vid, detail: ["host": host.serverID])
+            let kept = try keep || self.recorded(role)?.state == .kept
+            let state: Ledger.Resource.State = kept ? .kept : .created
+            try self.ledger.record(self.id, cloud: side, kind: "attachment", role: role, id: vid, detail: ["host": host.serverID], state: state)
             let path = try await host.attach(volumeID: vid, session: session, timeout: self.timeout)
-            try self.ledger.record(self.id, cloud: side, kind: "attachment", role: role, id: vid, detail: ["host": host.serverID, "path": path])
+            try self.ledger.record(self.id, cloud: side, kind: "attachment", role: role, id: vid, detail: ["host": host.serverID, "path": path],
+                                   state: state)
         }
     }
 
@@ -332,9 +339,12 @@ struct WorkloadRun: Sendable {
         }
     }
 
-    func detach() async throws {
+    /// Detach every volume the conversion hosts hold for this workload (`includingKept`: a warm
+    /// sync's destination attachments too, before the server is made from those volumes).
+    func detach(includingKept: Bool = true) async throws {
         let h = try hosts()
-        let attached = try ledger.resources(id, state: .created).filter { $0.kind == "attachment" }
+        let states: [Ledger.Resource.State] = includingKept ? [.created, .kept] : [.created]
+        let attached = try states.flatMap { try ledger.resources(id, state: $0) }.filter { $0.kind == "attachment" }
         _ = try await boundedMap(attached, limit: 4) { r in
             let (host, session) = r.cloud == CloudSide.src.rawValue ? (h.src, self.src) : (h.dst, self.dst)
             try await host.detach(volumeID: r.resourceID, session: session, timeout: self.timeout)

@@ -67,6 +67,10 @@ struct ReportCommand: AsyncParsableCommand {
                 o["leftovers"] = .array(leftovers.map(entry))
                 o["already_gone"] = .array(gone.map(entry))
                 o["interrupted_creates"] = .array(interrupted.map(entry))
+                // A warm sync's destination volumes and their attachments to the destination
+                // conversion host, kept for the next pass and the cutover (a done workload's
+                // kept resources are simply its migrated ones).
+                o["kept_for_cutover"] = .array(w.state == .done ? [] : try ledger.resources(w.sourceID, state: .kept).map(entry))
                 o["checked_in_clouds"] = .bool(clouds != nil)
                 out.append(.object(o))
             }
@@ -106,6 +110,7 @@ struct ReportCommand: AsyncParsableCommand {
                     printLine("  interrupted create: \(l["cloud"]!.stringValue!) \(l["kind"]!.stringValue!) (\(l["role"]!.stringValue!)): "
                         + "the next run finds it or makes it")
                 }
+                for l in w["kept_for_cutover"]?.arrayValue ?? [] { printLine("  kept for the cutover: " + text(l)) }
                 let unfinished = w["state"]?.stringValue == "running" || !(w["leftovers"]?.arrayValue ?? []).isEmpty
                     || !(w["interrupted_creates"]?.arrayValue ?? []).isEmpty
                 if unfinished { printLine("  to finish: run `os-migrate import workloads` again") }

@@ -89,7 +89,7 @@ struct ExportCommand: AsyncParsableCommand {
             if !common.json {
                 let d = ContinuousClock.now - start
                 sink.write(String(format: "exported %d resources in %.2f s (%d API calls)", summaries.reduce(0) { $0 + $1.added + $1.updated + $1.unchanged },
-                                  Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18, session.requests.total))
+                                  d.seconds, session.requests.total))
             }
             return 0
         }

@@ -13,15 +13,23 @@ struct WarmMigrationTests {
         return try JSONDecoder().decode(JSONValue.self, from: Data(r.stdout.utf8))["workloads"]?.arrayValue?.first
     }
 
-    /// Nothing of a pass is left: no snapshot, no temporary volume, no attachment to a conversion host.
-    static func noTemporaries(_ env: WorkloadMigrationTests.Env, _ sourceVolumes: [String], _ what: String) async throws {
+    /// Nothing of a pass is left: no snapshot, no temporary volume, no source volume on a
+    /// conversion host. `kept`: between passes each destination volume stays attached to the
+    /// destination conversion host, and only there; after the cutover none is on a conversion host.
+    static func noTemporaries(_ env: WorkloadMigrationTests.Env, _ sourceVolumes: [String], _ what: String, kept: Bool = true) async throws {
         let s = env.s, d = env.d
         #expect(try await s.list(Cinder.snapshots).collect().isEmpty, "\(what): snapshots left")
         let temps = try await s.list(Cinder.volumes).collect().filter { $0.name.hasPrefix("os-migrate-") }
         #expect(temps.isEmpty, "\(what): temporary volumes left: \(temps.map(\.name))")
-        for v in try await d.list(Cinder.volumes).collect() where v.attachments.contains(where: { $0.serverID != nil }) {
-            let server = try await d.get(Nova.servers, v.attachments[0].serverID!)
-            #expect(!server.name.hasPrefix("os_migrate_conv"), "\(what): \(v.name) left attached to \(server.name)")
+        for v in try await d.list(Cinder.volumes).collect() {
+            let servers = v.attachments.compactMap(\.serverID)
+            var names: [String] = []
+            for id in servers { names.append(try await d.get(Nova.servers, id).name) }
+            if kept {
+                #expect(names.count == 1 && names.allSatisfy { $0.hasPrefix("os_migrate_conv") }, "\(what): \(v.name) attached to \(names)")
+            } else {
+                #expect(!names.contains { $0.hasPrefix("os_migrate_conv") }, "\(what): \(v.name) left attached to \(names)")
+            }
         }
         for id in sourceVolumes {
             let attached = try await s.get(Cinder.volumes, id).attachments.compactMap(\.serverID)
@@ -75,7 +83,12 @@ struct WarmMigrationTests {
             }
             #expect(try await WorkloadLab.identical(data.id, dstData.id))
             try await Self.noTemporaries(env, volumes, "pass 2")
-            #expect(try await Self.report(env)?["state"]?.stringValue == "synced")
+            let synced = try #require(try await Self.report(env))
+            #expect(synced["state"]?.stringValue == "synced")
+            // Kept between passes: both destination volumes and their attachments to the destination host; nothing to clean up.
+            let kept = (synced["kept_for_cutover"]?.arrayValue ?? []).map { "\($0["cloud"]?.stringValue ?? "") \($0["kind"]?.stringValue ?? "")" }.sorted()
+            #expect(kept == ["dst attachment", "dst attachment", "dst volume", "dst volume"], "\(synced.jsonString())")
+            #expect(synced["leftovers"]?.arrayValue?.isEmpty == true, "\(synced.jsonString())")
 
             // A sync killed with both volumes copied and still attached: the next pass cleans up and runs.
             try await guestWrites()
@@ -106,7 +119,7 @@ struct WarmMigrationTests {
                 let source = v.name == "wm-data" ? data.id : boot.id
                 #expect(try await WorkloadLab.identical(source, v.id), "\(v.name) differs")
             }
-            try await Self.noTemporaries(env, [], "cutover")
+            try await Self.noTemporaries(env, [], "cutover", kept: false)
             let entry = try #require(try await Self.report(env))
             #expect(entry["state"]?.stringValue == "done")
             #expect((entry["downtime_seconds"]?.doubleValue ?? 0) > 0)

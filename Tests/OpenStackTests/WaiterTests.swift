@@ -96,3 +96,26 @@ import Testing
         }
     }
 }
+
+@Suite struct PollCadenceTests {
+    @Test func briskAtFirstThenPatient() {
+        let c = PollCadence()
+        let s = c.schedule(upTo: 40)
+        #expect(Array(s.prefix(4)) == [0.25, 0.4, 0.5, 0.5])
+        // Within the first 15 s nothing waits more than half a second; after that it grows to 2 s.
+        var t = 0.0
+        for d in s {
+            if t < 15 { #expect(d <= 0.5) } else { #expect(d >= 0.5 && d <= 2) }
+            t += d
+        }
+        #expect(s.last == 2)
+        // An operation that ends at 2.4 s is seen by 2.65 s (a 2 s step saw it at 3.9 s).
+        #expect(c.schedule(upTo: 2.4).reduce(0, +) < 2.7)
+    }
+
+    @Test func theIntervalCapsEverything() {
+        let c = PollCadence(interval: 0.3)
+        #expect(c.schedule(upTo: 20).allSatisfy { $0 <= 0.3 })
+        #expect(c.next(after: nil, elapsed: 0) == 0.25)
+    }
+}
