@@ -26,6 +26,39 @@ public func boundedMap<T: Sendable, R: Sendable>(_ items: [T], limit: Int, _ tra
     }
 }
 
+/// At most `limit` bodies at once across tasks (e.g. the copies of a workload's volumes, each
+/// volume's pipeline running on its own).
+public actor Limiter {
+    private var available: Int
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    public init(_ limit: Int) { available = max(1, limit) }
+
+    private func acquire() async {
+        if available > 0 {
+            available -= 1
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    private func release() {
+        if waiting.isEmpty { available += 1 } else { waiting.removeFirst().resume() }
+    }
+
+    public nonisolated func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        await acquire()
+        do {
+            let r = try await body()
+            await release()
+            return r
+        } catch {
+            await release()
+            throw error
+        }
+    }
+}
+
 /// Memoized async values shared by the concurrent steps of one run (e.g. the rules of a
 /// security group, listed once however many rules are imported into it).
 public actor RunCache {

@@ -21,23 +21,32 @@ public struct StepTimeline: Equatable, Sendable {
     /// before). Events of other kinds (copy-begun, failures) are not steps and only pass.
     public init(events: [Ledger.Event], startedAt: Date?) {
         let steps = Set(MigrationStep.allCases.map(\.rawValue))
+        let transfer = Set(MigrationStep.transfer.map(\.rawValue))
         var last = startedAt
         var out: [Entry] = []
         for e in events {
             if let s = startedAt, e.at < s { continue }
             let isStep = steps.contains(e.step) && e.message == "done"
             guard isStep || e.step == Self.sourceStopped else { continue }
-            let from = last ?? e.at
-            out.append(Entry(step: e.step == Self.sourceStopped ? "stop source" : e.step, seconds: max(0, e.at.timeIntervalSince(from))))
+            let seconds = max(0, e.at.timeIntervalSince(last ?? e.at))
             last = e.at
+            // The transfer's steps (stage → copy) run as one pipeline: one entry.
+            if transfer.contains(e.step) {
+                if out.last?.step == Self.transfer { out[out.count - 1].seconds += seconds } else { out.append(Entry(step: Self.transfer, seconds: seconds)) }
+                continue
+            }
+            out.append(Entry(step: e.step == Self.sourceStopped ? "stop source" : e.step, seconds: seconds))
         }
         entries = out
     }
 
+    /// The entry of the steps `MigrationStep.transfer` runs together.
+    public static let transfer = "transfer"
+
     /// The event logged when the source server reached SHUTOFF.
     public static let sourceStopped = "source-stopped"
 
-    /// `stage 3.1 s, attachSource 1.0 s, …`
+    /// `stop source 0.4 s, transfer 6.1 s, detach 0.5 s, …`
     public var text: String {
         entries.map { String(format: "%@ %.1f s", $0.step, $0.seconds) }.joined(separator: ", ")
     }

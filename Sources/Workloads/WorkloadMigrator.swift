@@ -48,6 +48,10 @@ public enum MigrationStep: String, CaseIterable, Sendable {
     }
 
     /// The step to run after `completed` (nil: none done yet).
+    /// The steps `WorkloadRun.transfer` runs together, one pipeline per volume; the ledger
+    /// records each of them once the whole transfer is done.
+    public static let transfer: [MigrationStep] = [.stage, .attachSource, .createVolumes, .attachDestination, .copy]
+
     public static func resume(after completed: String?) -> MigrationStep? {
         guard let completed else { return .stage }
         return MigrationStep(rawValue: completed)?.next
@@ -165,17 +169,21 @@ public final class WorkloadMigrator: Sendable {
                     try ledger.log(plan.sourceID, step: StepTimeline.sourceStopped, "SHUTOFF")
                 }
                 var step = MigrationStep.resume(after: try ledger.workload(plan.sourceID)?.step)
-                while let s = step {
-                    try Self.injectedFailure(s)
-                    try await run.perform(s)
-                    try Self.injectedFailure(after: s)
-                    try ledger.completeStep(plan.sourceID, s.rawValue)
-                    if s == .server, let stopped = try ledger.workload(plan.sourceID)?.stopRequestedAt {
-                        // Downtime: the source's stop asked for → the destination server ACTIVE.
-                        try ledger.setDowntime(plan.sourceID, seconds: Date().timeIntervalSince(stopped))
+                while let first = step {
+                    // The transfer's steps run as one (from the first not yet done); the others alone.
+                    let group = MigrationStep.transfer.contains(first) ? Array(MigrationStep.transfer.drop { $0 != first }) : [first]
+                    for s in group { try Self.injectedFailure(s) }
+                    try await run.perform(first)
+                    for s in group {
+                        try Self.injectedFailure(after: s)
+                        try ledger.completeStep(plan.sourceID, s.rawValue)
+                        if s == .server, let stopped = try ledger.workload(plan.sourceID)?.stopRequestedAt {
+                            // Downtime: the source's stop asked for → the destination server ACTIVE.
+                            try ledger.setDowntime(plan.sourceID, seconds: Date().timeIntervalSince(stopped))
+                        }
+                        Self.injectedExit(recorded: s)
                     }
-                    Self.injectedExit(recorded: s)
-                    step = s.next
+                    step = group.last?.next
                 }
                 try ledger.finish(plan.sourceID, state: .done)
                 let server = try ledger.workload(plan.sourceID)?.destinationID

@@ -31,11 +31,7 @@ struct WorkloadRun: Sendable {
 
     func perform(_ step: MigrationStep) async throws {
         switch step {
-        case .stage: try await stage()
-        case .attachSource: try await attachSource()
-        case .createVolumes: try await createVolumes()
-        case .attachDestination: try await attachDestination()
-        case .copy: try await copy()
+        case .stage, .attachSource, .createVolumes, .attachDestination, .copy: try await transfer()
         case .detach: try await detach()
         case .ports: try await createPorts()
         case .server: try await createServer()
@@ -113,11 +109,6 @@ struct WorkloadRun: Sendable {
 
     // MARK: steps
 
-    func stage() async throws {
-        // Each volume's staging is its own (a boot snapshot and copy, a data volume's detach): side by side.
-        _ = try await boundedMap(copied.map(\.volume), limit: 4) { try await self.stage($0) }
-    }
-
     func stage(_ v: WorkloadPlan.Volume) async throws {
         switch v.staging {
         case .snapshot:
@@ -191,10 +182,6 @@ struct WorkloadRun: Sendable {
         return tmp
     }
 
-    func attachSource() async throws {
-        try await attach(try hosts().src, session: src, side: .src, volumes: copied.map { try stagedVolume($0.volume) })
-    }
-
     /// Attach volumes to a conversion host; the attachment is recorded before it is made (so a
     /// kill in between is still undone), then again with the path the volume has on the host.
     ///
@@ -214,24 +201,14 @@ struct WorkloadRun: Sendable {
         }
     }
 
-    func createVolumes() async throws {
-        for (i, v) in plan.volumes.enumerated() {
-            if let existing = v.existingDestination {
-                try ledger.record(id, cloud: .dst, kind: "volume", role: "dst-volume:\(i)", id: existing, state: .kept)
-                continue
-            }
-            _ = try await ensureDestinationVolume(i, v, staged: try stagedVolume(v))
-        }
-    }
-
     /// The destination volume of `plan.volumes[i]`, created empty (sized, typed, bootable, with its
     /// image metadata) unless the ledger or an interrupted run has it. `staged` is the volume its
     /// data is read from; `keep`: made by a warm sync, it outlives a failed cutover.
     func ensureDestinationVolume(_ i: Int, _ v: WorkloadPlan.Volume, staged: String, keep: Bool = false) async throws -> String {
+        if let r = try recorded("dst-volume:\(i)") { return r.resourceID }
         let stagedVolume = v.size > 0 && v.staging != .serverImage ? nil : try await src.get(Cinder.volumes, staged)
         let size = v.size > 0 ? v.size : stagedVolume?.size ?? 1
         let origin = v.sourceID ?? staged
-        if let r = try recorded("dst-volume:\(i)") { return r.resourceID }
         let vid = try await ensure("dst-volume:\(i)", .dst, "volume", detail: ["device": v.device, "source": staged], state: keep ? .kept : .created, adopt: {
             // One an interrupted run created (its answer lost, or killed before recording it):
             // created with our source key, never attached to a server.
@@ -267,10 +244,6 @@ struct WorkloadRun: Sendable {
             throw LedgerGap("destination volume \(index) of \(plan.name) is not recorded")
         }
         return r.resourceID
-    }
-
-    func attachDestination() async throws {
-        try await attach(try hosts().dst, session: dst, side: .dst, volumes: copied.map { try destinationVolume($0.index) })
     }
 
     /// One volume's copy: from the staged source at `srcPath` on the source host into the
@@ -324,18 +297,40 @@ struct WorkloadRun: Sendable {
         }
     }
 
-    func copy() async throws {
+    /// The steps from staging to the verified copy (`MigrationStep.transfer`), run as one
+    /// pipeline per volume: each volume is staged, attached to both hosts and copied as soon as
+    /// it is ready, so a data volume's copy does not wait for the boot volume's snapshot (at most
+    /// 4 volumes in flight, `copyParallel` copies at once). Every part is recorded as it is
+    /// made and found again on a rerun: the pipeline resumes wherever it was cut.
+    func transfer() async throws {
+        let h = try hosts()
+        for (i, v) in plan.volumes.enumerated() {
+            if let existing = v.existingDestination {
+                try ledger.record(id, cloud: .dst, kind: "volume", role: "dst-volume:\(i)", id: existing, state: .kept)
+            }
+        }
         let done = Set(try ledger.copies(id).map { "\($0.device)\u{0}\($0.destinationVolume)" })
-        let jobs = try copyJobs(try copied.map { ($0.index, $0.volume, try stagedVolume($0.volume)) }, skipping: done)
         // After a warm sync the destination holds what the last pass wrote, and only our copies
         // wrote it: the final pass takes the map's word for the rest.
         let synced = try !ledger.syncPasses(id).isEmpty
-        for (job, r) in try await runCopies(jobs, trustMap: synced) {
-            try ledger.saveCopy(Ledger.Copy(
-                workload: id, device: job.device, sourceVolume: job.source, destinationVolume: job.target,
-                size: Int64(r.sourceSize), digest: r.digest, bytesCopied: Int64(r.bytesCopied), bytesZero: Int64(r.bytesZero),
-                bytesReused: Int64(r.bytesReused), bytesOnWire: Int64(r.bytesOnWire), seconds: r.seconds, verifiedAt: Date()))
-            try await Volumes.recordVerifiedCopy(dst, volume: job.target, digest: r.digest)
+        let copySlots = Limiter(max(1, migrator.options.copyParallel))
+        _ = try await boundedMap(copied, limit: 4) { i, v in
+            try await self.stage(v)
+            let staged = try self.stagedVolume(v)
+            async let sourceSide: Void = self.attach(h.src, session: self.src, side: .src, volumes: [staged])
+            let target = try await self.ensureDestinationVolume(i, v, staged: staged)
+            try await self.attach(h.dst, session: self.dst, side: .dst, volumes: [target])
+            try await sourceSide
+            guard let job = try self.copyJobs([(i, v, staged)], skipping: done).first else { return }
+            try await copySlots.run {
+                for (job, r) in try await self.runCopies([job], trustMap: synced) {
+                    try self.ledger.saveCopy(Ledger.Copy(
+                        workload: self.id, device: job.device, sourceVolume: job.source, destinationVolume: job.target,
+                        size: Int64(r.sourceSize), digest: r.digest, bytesCopied: Int64(r.bytesCopied), bytesZero: Int64(r.bytesZero),
+                        bytesReused: Int64(r.bytesReused), bytesOnWire: Int64(r.bytesOnWire), seconds: r.seconds, verifiedAt: Date()))
+                    try await Volumes.recordVerifiedCopy(self.dst, volume: job.target, digest: r.digest)
+                }
+            }
         }
     }
 
