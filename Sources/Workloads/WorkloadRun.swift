@@ -127,8 +127,17 @@ struct WorkloadRun: Sendable {
             if vol.attachments.contains(where: { $0.serverID == plan.sourceID }) {
                 try await src.detachVolume(server: plan.sourceID, volume: vid)
             }
-            _ = try await waitVolume(src, vid, "available")
+            try await waitStaged(vid)
         }
+    }
+
+    /// Wait until a staged source volume is ready for the source conversion host: available, or
+    /// already attached there (a rerun of the transfer finds it where the cut run left it).
+    func waitStaged(_ vid: String) async throws {
+        let host = migrator.hosts?.src.serverID
+        _ = try await Waiter.wait("volume \(vid)", service: ServiceType.blockStorage, timeout: timeout, until: ["available", "staged"],
+                                  fetch: { try await src.find(Cinder.volumes, id: vid) },
+                                  status: { v in v.status == "in-use" && v.attachments.contains { $0.serverID != nil && $0.serverID == host } ? "staged" : v.status })
     }
 
     /// The roles, name and descriptions of a temporary source volume and what it is made from.
@@ -178,7 +187,7 @@ struct WorkloadRun: Sendable {
                                                       "description": .string(t.volumeDescription)]).id
             }
         }
-        _ = try await waitVolume(src, tmp, "available")
+        try await waitStaged(tmp)
         return tmp
     }
 

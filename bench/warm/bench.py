@@ -14,7 +14,7 @@ network namespaces joined by a link shaped to RATE). Prints ratios measured in t
                           (--target-key, --trust-map). Goal ≤ 0.20.
 
 Page cache dropped before every timed run; REPS alternating repetitions, medians.
-Environment: OSM, VARS, DATA, SRC_NS/DST_NS/LINK (from run), BOOT_GIB, DATA_GIB, CHANGE, REPS.
+Environment: OSM, VARS, DATA, SRC_NS/DST_NS/LINK (from run), BOOT_GIB, DATA_GIB, CHANGE, REPS, COPY.
 """
 import importlib.util
 import json
@@ -35,6 +35,7 @@ ARGS = ["--vars", VARS, "--src-cloud", f"{estate.LAB}-src", "--dst-cloud", f"{es
 BOOT_GIB, DATA_GIB = int(os.environ.get("BOOT_GIB", "2")), int(os.environ.get("DATA_GIB", "2"))
 CHANGE = float(os.environ.get("CHANGE", "1"))
 REPS = int(os.environ.get("REPS", "1"))
+COPY = os.environ.get("COPY", "1") != "0"  # COPY=0: the downtime rows only (large VMs: disk space)
 MIB = 1 << 20
 
 
@@ -211,17 +212,21 @@ def main():
             else:
                 row["sync1"], row["sync2"], row["cutover"], row["warm_downtime"], r = warm(vm, volumes, rep)
                 warm_steps = steps(r)
-        row["copy_full"], row["copy_inc"], fr, ir = copy_bench(rep)
-        row["copy_full_wire"], row["copy_inc_wire"] = fr.get("bytesOnWire"), ir.get("bytesOnWire")
+        if COPY:
+            row["copy_full"], row["copy_inc"], fr, ir = copy_bench(rep)
+            row["copy_full_wire"], row["copy_inc_wire"] = fr.get("bytesOnWire"), ir.get("bytesOnWire")
         rows.append(row)
+        copied = f"; copy full {row['copy_full']:.1f} s, incremental {row['copy_inc']:.1f} s" if COPY else ""
         print(f"  rep {rep + 1}: cold {row['cold_seconds']:.1f} s (downtime {row['cold_downtime']:.1f} s); warm syncs "
-              f"{row['sync1']:.1f} s + {row['sync2']:.1f} s, cutover {row['cutover']:.1f} s (downtime {row['warm_downtime']:.1f} s); "
-              f"copy full {row['copy_full']:.1f} s, incremental {row['copy_inc']:.1f} s", flush=True)
+              f"{row['sync1']:.1f} s + {row['sync2']:.1f} s, cutover {row['cutover']:.1f} s (downtime {row['warm_downtime']:.1f} s)"
+              + copied, flush=True)
         print(f"    cold steps: {cold_steps}\n    cutover steps: {warm_steps}", flush=True)
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if rows[0][k] is not None}
     print(f"VM {BOOT_GIB} GiB boot + {DATA_GIB} GiB data, {CHANGE:g} % changed after the last sync, link {os.environ.get('RATE')}, "
           f"medians of {REPS}:")
     print(f"  downtime: warm {med['warm_downtime']:.1f} s, cold {med['cold_downtime']:.1f} s  →  warm/cold {med['warm_downtime'] / med['cold_downtime']:.2f} (goal ≤ 0.20)")
+    if not COPY:
+        return
     print(f"  copy: incremental {med['copy_inc']:.1f} s, full {med['copy_full']:.1f} s  →  incremental/full {med['copy_inc'] / med['copy_full']:.2f} (goal ≤ 0.20); "
           f"on the wire {med.get('copy_inc_wire', 0) / MIB:.0f} MiB of {med.get('copy_full_wire', 0) / MIB:.0f} MiB")
 
