@@ -160,6 +160,11 @@ public final class WorkloadMigrator: Sendable {
             do {
                 if options.cutover, try ledger.workload(plan.sourceID)?.step == nil {
                     try await run.prepareCutover()
+                    // Stopped by the operator before the cutover: its downtime began at that stop.
+                    if source.status == "SHUTOFF", try ledger.workload(plan.sourceID)?.stopRequestedAt == nil,
+                       let stopped = try? await src.lastStopRequested(plan.sourceID) {
+                        try ledger.stopRequested(plan.sourceID, at: stopped)
+                    }
                 }
                 if source.status != "SHUTOFF" {
                     // Recorded first: a failure (or a kill, then a failure) starts it again.

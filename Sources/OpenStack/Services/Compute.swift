@@ -208,7 +208,25 @@ public enum Nova {
                                                       singular: "flavor", plural: "flavors", filtersByName: false)
 }
 
+/// A server's instance actions (`GET /servers/{id}/os-instance-actions`): what was done to it, when.
+public enum InstanceActions {
+    /// When the newest `stop` in a listing began (nil: never stopped through the API). Nova
+    /// writes `2026-12-05T03:27:22.000000` (2.58+) or `2026-12-05 03:27:22.000000`, in UTC.
+    public static func lastStop(in listing: JSONValue) -> Date? {
+        (listing.arrayValue ?? []).filter { $0["action"]?.stringValue == "stop" }
+            .compactMap { $0["start_time"]?.stringValue }
+            .compactMap { KeystoneAuth.parseDate($0.replacingOccurrences(of: " ", with: "T")) }
+            .max()
+    }
+}
+
 extension CloudSession {
+    /// When the server was last stopped through the API (its newest `stop` instance action).
+    public func lastStopRequested(_ serverID: String) async throws -> Date? {
+        InstanceActions.lastStop(in: try await json(APIRequest(ServiceType.compute, .GET, Nova.servers.itemPath(serverID) + "/os-instance-actions"),
+                                                    key: "instanceActions"))
+    }
+
     /// Run a server action (`os-stop`, `os-start`, `createImage`...). Actions are not repeated on
     /// ambiguous failures; stop and start are safe to repeat and say so.
     @discardableResult
