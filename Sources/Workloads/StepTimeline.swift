@@ -27,7 +27,7 @@ public struct StepTimeline: Equatable, Sendable {
         for e in events {
             if let s = startedAt, e.at < s { continue }
             let isStep = steps.contains(e.step) && e.message == "done"
-            guard isStep || e.step == Self.sourceStopped else { continue }
+            guard isStep || e.step == Self.sourceStopped || e.step == Self.cutoverPrepared else { continue }
             let seconds = max(0, e.at.timeIntervalSince(last ?? e.at))
             last = e.at
             // The transfer's steps (stage → copy) run as one pipeline: one entry.
@@ -35,13 +35,17 @@ public struct StepTimeline: Equatable, Sendable {
                 if out.last?.step == Self.transfer { out[out.count - 1].seconds += seconds } else { out.append(Entry(step: Self.transfer, seconds: seconds)) }
                 continue
             }
-            out.append(Entry(step: e.step == Self.sourceStopped ? "stop source" : e.step, seconds: seconds))
+            let name = e.step == Self.sourceStopped ? "stop source" : e.step == Self.cutoverPrepared ? "prepare cutover" : e.step
+            out.append(Entry(step: name, seconds: seconds))
         }
         entries = out
     }
 
     /// The entry of the steps `MigrationStep.transfer` runs together.
     public static let transfer = "transfer"
+
+    /// The event logged when a cutover's work before the source's stop is done (`prepareCutover`).
+    public static let cutoverPrepared = "cutover-prepared"
 
     /// The event logged when the source server reached SHUTOFF.
     public static let sourceStopped = "source-stopped"

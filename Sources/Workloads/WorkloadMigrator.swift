@@ -160,6 +160,7 @@ public final class WorkloadMigrator: Sendable {
             do {
                 if options.cutover, try ledger.workload(plan.sourceID)?.step == nil {
                     try await run.prepareCutover()
+                    try ledger.log(plan.sourceID, step: StepTimeline.cutoverPrepared, "ports and destination attachments")
                     // Stopped by the operator before the cutover: its downtime began at that stop.
                     if source.status == "SHUTOFF", try ledger.workload(plan.sourceID)?.stopRequestedAt == nil,
                        let stopped = try? await src.lastStopRequested(plan.sourceID) {
