@@ -41,6 +41,26 @@ public struct PollCadence: Sendable, Equatable {
     }
 }
 
+/// One wait's clock under a cadence: `delay` is the next pause, `sleep()` takes it and works
+/// out the one after, `elapsed` is the time since the wait began.
+public struct Poll: Sendable {
+    public let cadence: PollCadence
+    public let started = ContinuousClock.now
+    public private(set) var delay: Double
+
+    public init(_ cadence: PollCadence) {
+        self.cadence = cadence
+        delay = cadence.next(after: nil, elapsed: 0)
+    }
+
+    public var elapsed: Double { (ContinuousClock.now - started).seconds }
+
+    public mutating func sleep() async throws {
+        try await Task.sleep(for: .seconds(delay))
+        delay = cadence.next(after: delay, elapsed: elapsed)
+    }
+}
+
 extension Duration {
     /// This duration in seconds, as a Double.
     public var seconds: Double {

@@ -33,9 +33,7 @@ public enum Waiter {
         let deadline = ContinuousClock.now + .seconds(timeout)
         let wanted = Set(targets.map { $0.lowercased() })
         let bad = Set(failures.map { $0.lowercased() })
-        let cadence = PollCadence(interval: interval)
-        let start = ContinuousClock.now
-        var delay = cadence.next(after: nil, elapsed: 0)
+        var poll = Poll(PollCadence(interval: interval))
         var last = "unknown"
         while true {
             guard let value = try await fetch() else {
@@ -48,12 +46,11 @@ public enum Waiter {
                 let d = detail?(value).map { ": \($0)" } ?? ""
                 throw OpenStackError(kind: .waitFailed, service: service, message: "\(what) went to status \(s)\(d)")
             }
-            if ContinuousClock.now + .seconds(delay) > deadline {
+            if ContinuousClock.now + .seconds(poll.delay) > deadline {
                 throw OpenStackError(kind: .waitFailed, service: service,
                                      message: "\(what) still \(last) after \(Int(timeout)) s (waiting for \(targets.sorted().joined(separator: "/")))")
             }
-            try await Task.sleep(for: .seconds(delay))
-            delay = cadence.next(after: delay, elapsed: (ContinuousClock.now - start).seconds)
+            try await poll.sleep()
         }
     }
 
@@ -64,9 +61,7 @@ public enum Waiter {
         status: @Sendable () async throws -> String?
     ) async throws {
         let deadline = ContinuousClock.now + .seconds(timeout)
-        let cadence = PollCadence(interval: interval)
-        let start = ContinuousClock.now
-        var delay = cadence.next(after: nil, elapsed: 0)
+        var poll = Poll(PollCadence(interval: interval))
         while true {
             let s: String?
             do { s = try await status() } catch let e as OpenStackError where e.isNotFound { s = nil }
@@ -74,11 +69,10 @@ public enum Waiter {
             if failures.contains(s.lowercased()) {
                 throw OpenStackError(kind: .waitFailed, service: service, message: "\(what) went to status \(s) while being deleted")
             }
-            if ContinuousClock.now + .seconds(delay) > deadline {
+            if ContinuousClock.now + .seconds(poll.delay) > deadline {
                 throw OpenStackError(kind: .waitFailed, service: service, message: "\(what) still \(s) after \(Int(timeout)) s (waiting for deletion)")
             }
-            try await Task.sleep(for: .seconds(delay))
-            delay = cadence.next(after: delay, elapsed: (ContinuousClock.now - start).seconds)
+            try await poll.sleep()
         }
     }
 }

@@ -81,9 +81,7 @@ extension ConversionHost {
         let sid = serverID
         let deadline = ContinuousClock.now + .seconds(timeout)
         var seenAttaching = false
-        let cadence = PollCadence(interval: 1)
-        let started = ContinuousClock.now
-        var delay = cadence.next(after: nil, elapsed: 0)
+        var poll = Poll(PollCadence(interval: 1))
         while true {
             let v = try await session.get(Cinder.volumes, volumeID)
             if v.status == "in-use" && v.attachments.contains(where: { $0.serverID == sid }) { return }
@@ -94,7 +92,7 @@ extension ConversionHost {
             // Nova gave up and Cinder rolled back (or the request was dropped).
             if v.status == "available" {
                 // Never seen attaching: given 30 s for Nova to pick the request up.
-                if seenAttaching || (ContinuousClock.now - started).seconds >= 30 {
+                if seenAttaching || poll.elapsed >= 30 {
                     throw ConversionHostError(.volume, "attaching volume \(volumeID) to \(label) failed: the volume is available again "
                         + "(see the server's instance actions for the reason)")
                 }
@@ -102,8 +100,7 @@ extension ConversionHost {
             if ContinuousClock.now >= deadline {
                 throw ConversionHostError(.volume, "volume \(volumeID) still \(v.status) after \(Int(timeout)) s of attaching it to \(label)")
             }
-            try await Task.sleep(for: .seconds(delay))
-            delay = cadence.next(after: delay, elapsed: (ContinuousClock.now - started).seconds)
+            try await poll.sleep()
         }
     }
 
@@ -118,9 +115,7 @@ extension ConversionHost {
         }
         let sid = serverID
         let deadline = ContinuousClock.now + .seconds(timeout)
-        let cadence = PollCadence(interval: 1)
-        let started = ContinuousClock.now
-        var delay = cadence.next(after: nil, elapsed: 0)
+        var poll = Poll(PollCadence(interval: 1))
         while true {
             guard let v = try await session.find(Cinder.volumes, id: volumeID) else { return }
             if !v.attachments.contains(where: { $0.serverID == sid }) && v.status != "detaching" { return }
@@ -130,8 +125,7 @@ extension ConversionHost {
             if ContinuousClock.now >= deadline {
                 throw ConversionHostError(.volume, "volume \(volumeID) still \(v.status) after \(Int(timeout)) s of detaching it from \(label)")
             }
-            try await Task.sleep(for: .seconds(delay))
-            delay = cadence.next(after: delay, elapsed: (ContinuousClock.now - started).seconds)
+            try await poll.sleep()
         }
     }
 
