@@ -131,4 +131,34 @@ struct WarmMigrationTests {
             #expect(WorkloadMigrationTests.item(again.stdout, "wm-vm")?["status"]?.stringValue == "ok")
         }
     }
+
+    @Test("a source the operator stopped before the cutover: its downtime runs from that stop (the server's instance actions)")
+    func operatorStoppedSource() async throws {
+        try await WorkloadMigrationTests.withEnv("wo") { env in
+            let s = env.s, d = env.d
+            let boot = try await WorkloadLab.volume(s, name: "wo-root", image: env.image)
+            let vm = try await WorkloadLab.server(s, name: "wo-vm", network: env.network, securityGroup: "app-sg", key: "app-key",
+                                                  bootVolume: boot.id, image: nil, data: [], flavor: "1")
+            try await WorkloadMigrationTests.prepare(env)
+            let sync = try await env.run(["import", "workloads", "--sync", "--json"])
+            #expect(sync.exitCode == 0, "\(sync.stderr)\n\(sync.stdout)")
+            // The operator stops the VM by hand, and the cutover comes a few seconds later.
+            let stopAsked = Date()
+            try await s.stopServer(vm)
+            try await WorkloadLab.waitServer(s, vm, "SHUTOFF")
+            try await Task.sleep(for: .seconds(3))
+            let cut = try await env.run(["import", "workloads", "--cutover", "--json"])
+            #expect(cut.exitCode == 0, "\(cut.stderr)\n\(cut.stdout)")
+            let done = Date()
+            #expect(try await d.named(Nova.servers, "wo-vm").first?.status == "ACTIVE")
+            let entry = try #require(try await Self.report(env))
+            let downtime = try #require(entry["downtime_seconds"]?.doubleValue, "\(entry.jsonString())")
+            // Nova keeps the stop's start to the second: at most a second earlier than asked.
+            let elapsed = done.timeIntervalSince(stopAsked)
+            #expect(downtime >= 3 && downtime <= elapsed + 1.5, "downtime \(downtime) s; the stop was asked \(elapsed) s before the cutover ended")
+            let steps = (entry["steps"]?.arrayValue ?? []).compactMap { $0["step"]?.stringValue }
+            #expect(!steps.contains("stop source"), "\(steps)")
+            #expect(steps.first == "prepare cutover", "\(steps)")
+        }
+    }
 }
