@@ -51,7 +51,9 @@ public struct StepTimeline: Equatable, Sendable {
     public static let sourceStopped = "source-stopped"
 
     /// `stop source 0.4 s, transfer 6.1 s, detach 0.5 s, …`
-    public var text: String {
+    public var text: String { Self.text(entries) }
+
+    public static func text(_ entries: [Entry]) -> String {
         entries.map { String(format: "%@ %.1f s", $0.step, $0.seconds) }.joined(separator: ", ")
     }
 }

@@ -21,12 +21,11 @@ extension WorkloadRun {
         let started = Date()
         // Each volume's point in time and its destination volume, side by side.
         // (A struct, not a tuple, comes out of the task group: see DeployOutcome.)
-        struct Staged: Sendable { var index: Int, volume: WorkloadPlan.Volume, staged: String }
         let staged = try await boundedMap(copied, limit: 4) { i, v in
             let tmp = try await self.syncSource(i, v, pass: pass)
             _ = try await self.ensureDestinationVolume(i, v, staged: tmp, keep: true)
-            return Staged(index: i, volume: v, staged: tmp)
-        }.map { (index: $0.index, volume: $0.volume, staged: $0.staged) }
+            return StagedCopy(index: i, volume: v, staged: tmp)
+        }
         let targets = try staged.map { try destinationVolume($0.index) }
         // The destination volumes stay attached to their host between passes (and for the
         // cutover); only the source side's temporaries come and go.

@@ -47,11 +47,11 @@ public enum MigrationStep: String, CaseIterable, Sendable {
         return i + 1 < all.count ? all[i + 1] : nil
     }
 
-    /// The step to run after `completed` (nil: none done yet).
     /// The steps `WorkloadRun.transfer` runs together, one pipeline per volume; the ledger
     /// records each of them once the whole transfer is done.
     public static let transfer: [MigrationStep] = [.stage, .attachSource, .createVolumes, .attachDestination, .copy]
 
+    /// The step to run after `completed` (nil: none done yet).
     public static func resume(after completed: String?) -> MigrationStep? {
         guard let completed else { return .stage }
         return MigrationStep(rawValue: completed)?.next

@@ -265,9 +265,17 @@ struct WorkloadRun: Sendable {
         var dstPath: String
     }
 
+    /// A copied volume (`plan.volumes[index]`) and the source-side volume its data is read from.
+    struct StagedCopy: Sendable {
+        var index: Int
+        var volume: WorkloadPlan.Volume
+        var staged: String
+    }
+
     /// The copy jobs of the volumes in `volumes` not yet done, from the recorded attachments.
-    func copyJobs(_ volumes: [(index: Int, volume: WorkloadPlan.Volume, staged: String)], skipping done: Set<String> = []) throws -> [CopyJob] {
-        try volumes.compactMap { i, v, staged in
+    func copyJobs(_ volumes: [StagedCopy], skipping done: Set<String> = []) throws -> [CopyJob] {
+        try volumes.compactMap { s in
+            let (i, v, staged) = (s.index, s.volume, s.staged)
             let target = try destinationVolume(i)
             let device = v.device.isEmpty ? "volume\(i)" : v.device
             if done.contains("\(device)\u{0}\(target)") { return nil }
@@ -330,7 +338,7 @@ struct WorkloadRun: Sendable {
             let target = try await self.ensureDestinationVolume(i, v, staged: staged)
             try await self.attach(h.dst, session: self.dst, side: .dst, volumes: [target])
             try await sourceSide
-            guard let job = try self.copyJobs([(i, v, staged)], skipping: done).first else { return }
+            guard let job = try self.copyJobs([StagedCopy(index: i, volume: v, staged: staged)], skipping: done).first else { return }
             try await copySlots.run {
                 for (job, r) in try await self.runCopies([job], trustMap: synced) {
                     try self.ledger.saveCopy(Ledger.Copy(

@@ -90,9 +90,9 @@ struct ReportCommand: AsyncParsableCommand {
                 printLine(line)
                 if let e = w["error"]?.stringValue { printLine("  error: \(e)") }
                 let steps = (w["steps"]?.arrayValue ?? []).map { s in
-                    String(format: "%@ %.1f s", s["step"]?.stringValue ?? "", s["seconds"]?.doubleValue ?? 0)
+                    StepTimeline.Entry(step: s["step"]?.stringValue ?? "", seconds: s["seconds"]?.doubleValue ?? 0)
                 }
-                if !steps.isEmpty { printLine("  steps: " + steps.joined(separator: ", ")) }
+                if !steps.isEmpty { printLine("  steps: " + StepTimeline.text(steps)) }
                 for c in w["copies"]?.arrayValue ?? [] {
                     let gib = { (k: String) in String(format: "%.2f GiB", Double(c[k]?.intValue ?? 0) / 1_073_741_824) }
                     printLine("  \(c["device"]!.stringValue!): \(gib("size")) verified, \(gib("bytes_on_wire")) on the wire, \(gib("bytes_zero")) zero, "
