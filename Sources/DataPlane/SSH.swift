@@ -127,11 +127,18 @@ enum RemoteAgent {
     /// Exit status of the launcher script when the deployed binary is missing.
     static let missingStatus: Int32 = 97
 
-    /// Identifies this build: `<version>-<first 12 hex of SHA-256 of the executable>`.
+    /// Identifies this build: `<version>-<first 12 hex of the linker's GNU build ID>`, or of the
+    /// executable's SHA-256 when it has no build ID (hashing 100 MB with a cold page cache cost
+    /// about 0.1 s at the start of every command).
     static func buildID(executable: String) throws -> String {
         buildIDLock.lock()
         defer { buildIDLock.unlock() }
         if let id = buildIDCache[executable] { return id }
+        if let note = ELFBuildID.read(path: executable) {
+            let id = DataPlane.version + "-" + String(ELFBuildID.hex(note).prefix(12))
+            buildIDCache[executable] = id
+            return id
+        }
         let fd = open(executable, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw DataPlaneError("cannot read the agent binary \(executable): \(errnoString(errno))") }
         defer { close(fd) }
