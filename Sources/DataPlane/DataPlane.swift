@@ -255,7 +255,7 @@ public enum AgentBuild {
         return (v.major, v.minor) < (minimumGlibc.major, minimumGlibc.minor)
     }
 
-    /// `<version>-<12 hex of SHA-256 of the executable>`: the name under which it is deployed.
+    /// `<version>-<12 hex of the GNU build ID (or of the SHA-256 of the executable)>`: the name under which it is deployed.
     public static func id(executable: String = currentExecutablePath()) throws -> String {
         try RemoteAgent.buildID(executable: executable)
     }
