@@ -151,7 +151,9 @@ final class CopySession: @unchecked Sendable {
         var deployed = false
         while true {
             let buildID = dst.remoteCommand == nil ? try RemoteAgent.buildID(executable: executable) : nil
-            let argv = dst.sshArguments() + [RemoteAgent.command(dst, args: args, buildID: buildID)]
+            let lease = SSHMultiplexing.shared.lease(for: dst)
+            defer { lease.release() }
+            let argv = dst.sshArguments(lease: lease) + [RemoteAgent.command(dst, args: args, buildID: buildID)]
             let child = try ChildProcess(argv: argv, stdin: .pipe, stdout: .pipe, stderr: .pipe)
             lock.lock()
             remote = child

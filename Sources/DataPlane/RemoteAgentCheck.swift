@@ -40,11 +40,13 @@ public enum RemoteAgentCheck {
         let buildID = endpoint.remoteCommand == nil ? try RemoteAgent.buildID(executable: executable) : nil
         var deployed = false
         while true {
-            let argv = endpoint.sshArguments() + [RemoteAgent.command(endpoint, args: ["agent", "version"], buildID: buildID)]
+            let lease = SSHMultiplexing.shared.lease(for: endpoint)
+            let argv = endpoint.sshArguments(lease: lease) + [RemoteAgent.command(endpoint, args: ["agent", "version"], buildID: buildID)]
             let child = try ChildProcess(argv: argv, stdin: .null, stdout: .pipe, stderr: .pipe)
             child.collectStderr()
             // One short line: it fits the pipe, so waiting first cannot block the child.
             let status = child.wait(timeout: timeout)
+            lease.release()
             let out = readAll(child.stdoutFD)
             let stderr = child.stderrText()
             let line = String(decoding: out, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""

@@ -37,11 +37,13 @@ public struct SSHEndpoint: Sendable, Hashable, Codable {
     /// hosts), with the usual ciphers as fall-backs so servers without it still connect.
     public static let preferredCiphers = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr,aes256-ctr"
 
-    /// `ssh …` up to and including the destination (the remote command string follows).
-    public func sshArguments(compress: Bool = false) -> [String] {
+    /// `ssh …` up to and including the destination (the remote command string follows); with
+    /// `lease`, the session runs on the connection it shares (see `SSHMultiplexing`).
+    public func sshArguments(compress: Bool = false, lease: SSHLease? = nil) -> [String] {
         var args = ["ssh"]
         // User options first: for each option ssh keeps the first value it sees.
         for o in options { args += ["-o", o] }
+        for o in lease?.options ?? [] { args += ["-o", o] }
         if let port { args += ["-p", String(port)] }
         if let identity { args += ["-i", identity] }
         let lower = options.map { $0.lowercased() }
@@ -185,7 +187,9 @@ enum RemoteAgent {
         let fd = open(executable, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw DataPlaneError("cannot read the agent binary \(executable): \(errnoString(errno))") }
         defer { close(fd) }
-        let child = try ChildProcess(argv: endpoint.sshArguments() + [remote], stdin: .fd(fd), stdout: .null, stderr: .pipe)
+        let lease = SSHMultiplexing.shared.lease(for: endpoint)
+        defer { lease.release() }
+        let child = try ChildProcess(argv: endpoint.sshArguments(lease: lease) + [remote], stdin: .fd(fd), stdout: .null, stderr: .pipe)
         child.collectStderr()
         let status = child.wait()
         if !status.succeeded {

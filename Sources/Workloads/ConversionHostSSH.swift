@@ -175,8 +175,10 @@ extension ConversionHost {
     }
 
     func runRaw(_ command: String, stdin: Data? = nil, timeout: Double = 300) async throws -> CommandOutput {
+        let lease = SSHMultiplexing.shared.lease(for: ssh)
+        defer { lease.release() }
         do {
-            return try await LocalCommand.run(ssh.sshArguments() + [command], input: stdin.map { [UInt8]($0) }, timeout: timeout)
+            return try await LocalCommand.run(ssh.sshArguments(lease: lease) + [command], input: stdin.map { [UInt8]($0) }, timeout: timeout)
         } catch let e as LocalCommand.TimedOut {
             throw ConversionHostError(.unreachable, "\(label): ssh did not answer within \(Int(e.seconds)) s")
         }

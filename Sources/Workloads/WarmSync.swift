@@ -50,16 +50,34 @@ extension WorkloadRun {
     }
 
     /// The cutover's work that does not need the source stopped, done before its downtime
-    /// begins: the ports (the destination's, nothing the source holds) and, after a sync, the
+    /// begins: the ports (the destination's, nothing the source holds); after a sync, the
     /// destination volumes attached to their host (where the last pass left them, unless a
-    /// failed cutover took them off). The steps that follow find both recorded.
+    /// failed cutover took them off); and both conversion hosts answering with this build's
+    /// agent (deployed now when missing, not during the downtime), so that an unreachable host
+    /// fails the cutover before the source is stopped. The steps that follow find it all done
+    /// (and with connection sharing, the hosts' ssh connections open).
     func prepareCutover() async throws {
         let targets = try copied.compactMap { try recorded("dst-volume:\($0.index)")?.resourceID }
         async let ports: Void = createPorts()
-        if !targets.isEmpty && targets.count == copied.count {
-            try await attach(try hosts().dst, session: dst, side: .dst, volumes: targets, keep: true)
+        if !copied.isEmpty {
+            async let agents: Void = checkConversionHosts()
+            if !targets.isEmpty && targets.count == copied.count {
+                try await attach(try hosts().dst, session: dst, side: .dst, volumes: targets, keep: true)
+            }
+            try await agents
         }
         try await ports
+    }
+
+    /// Both conversion hosts answer and run this build's agent (deployed now when missing).
+    /// Asked before the source is stopped: a host that cannot copy fails the migration while the
+    /// source still runs, and an agent upload does not count as downtime.
+    func checkConversionHosts() async throws {
+        let h = try hosts()
+        let exe = migrator.options.agentExecutable
+        async let srcAgent = ConversionHosts.checkAgent(h.src, deploy: true, executable: exe)
+        async let dstAgent = ConversionHosts.checkAgent(h.dst, deploy: true, executable: exe)
+        _ = try await (srcAgent, dstAgent)
     }
 
     /// Detach what the conversion hosts hold and delete the source-side temporaries; what could

@@ -168,6 +168,9 @@ public final class WorkloadMigrator: Sendable {
                     }
                 }
                 if source.status != "SHUTOFF" {
+                    if !options.cutover, try ledger.workload(plan.sourceID)?.step == nil, !run.copied.isEmpty {
+                        try await run.checkConversionHosts()
+                    }
                     // Recorded first: a failure (or a kill, then a failure) starts it again.
                     try ledger.record(plan.sourceID, cloud: .src, kind: "stopped-server", role: "stopped-source", id: plan.sourceID)
                     try ledger.stopRequested(plan.sourceID)

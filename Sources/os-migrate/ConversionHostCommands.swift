@@ -1,4 +1,5 @@
 import ArgumentParser
+import DataPlane
 import Engine
 import Foundation
 import OpenStack
@@ -207,6 +208,7 @@ struct ConversionHostsCommand: AsyncParsableCommand {
 
         /// `CommandRunner.run` with the context of `sides` made first, inside it.
         static func run(_ common: CommonOptions, sides: [CloudSide], _ body: (Context) async throws -> Int32) async throws {
+            SSHMultiplexing.shared.enable()
             try await CommandRunner.run(common) { transport in
                 try await body(try Context(common: common, transport: transport, sides: sides))
             }

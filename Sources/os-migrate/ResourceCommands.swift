@@ -1,4 +1,5 @@
 import ArgumentParser
+import DataPlane
 import Engine
 import Foundation
 import OpenStack
@@ -172,6 +173,7 @@ struct ImportCommand: AsyncParsableCommand {
                 let hosts: ConversionHostPair
                 do {
                     src = try resource.source ?? CloudSession(profile: try config.requireSource(), transport: transport)
+                    SSHMultiplexing.shared.enable()
                     hosts = try await ConversionHosts.pair(
                         src: try ConversionHostSettings.load(side: .src, vars: config.vars, dataDir: config.dataDir), srcSession: src,
                         dst: try ConversionHostSettings.load(side: .dst, vars: config.vars, dataDir: config.dataDir), dstSession: session)

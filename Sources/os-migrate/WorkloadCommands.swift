@@ -86,6 +86,7 @@ enum WorkloadImport {
         }
         var hosts: ConversionHostPair?
         if needsHosts {
+            SSHMultiplexing.shared.enable()
             hosts = try await ConversionHosts.pair(src: srcSettings, srcSession: src, dst: dstSettings, dstSession: dst)
         }
         var opts = WorkloadMigrationOptions()

@@ -12,6 +12,9 @@ network namespaces joined by a link shaped to RATE). Prints ratios measured in t
   copy, incremental / full  `os-migrate copy` of a disk over the same link: a full copy into a
                           fresh file, then CHANGE % of the source rewritten and copied again
                           (--target-key, --trust-map). Goal ≤ 0.20.
+  full copy, ours / nbdcopy  the same full copy by nbdcopy reading `qemu-nbd --read-only` on the
+                          source host through `ssh -L` over the link (its set-up not timed).
+                          Goal ≤ 0.50.
 
 Page cache dropped before every timed run; REPS alternating repetitions, medians.
 Environment: OSM, VARS, DATA, SRC_NS/DST_NS/LINK (from run), BOOT_GIB, DATA_GIB, CHANGE, REPS, COPY.
@@ -159,8 +162,53 @@ def warm(vm, volumes, rep):
     return first, second, cut, r["downtime_seconds"], r
 
 
+def in_dst(*argv, **kw):
+    return subprocess.Popen(["ip", "netns", "exec", os.environ["DST_NS"], *argv], **kw)
+
+
+def wait_port(ns, port):
+    for _ in range(200):
+        if subprocess.run(["ip", "netns", "exec", ns, "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"],
+                          stderr=subprocess.DEVNULL).returncode == 0:
+            return
+        time.sleep(0.05)
+    sys.exit(f"bench: nothing listens on 127.0.0.1:{port} in {ns}")
+
+
+def nbdcopy_full(src, dst, key):
+    """The anchor: nbdcopy in the destination host reading `qemu-nbd --read-only` on the source host
+    through `ssh -L` (same key, same cipher as ours) over the link. Its set-up is not timed."""
+    if os.path.exists(dst):
+        os.remove(dst)
+    nport, tport = 10809, 10810
+    q = subprocess.Popen(["ip", "netns", "exec", os.environ["SRC_NS"], "qemu-nbd", "--read-only", "--persistent", "--shared=16",
+                          "-f", "raw", "-b", "127.0.0.1", "-p", str(nport), src], stderr=subprocess.DEVNULL)
+    t = in_dst("ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+               "-c", "aes128-gcm@openssh.com", "-N", "-o", "ExitOnForwardFailure=yes",
+               "-L", f"127.0.0.1:{tport}:127.0.0.1:{nport}", f"root@{os.environ['LINK']}", stderr=subprocess.DEVNULL)
+    try:
+        wait_port(os.environ["SRC_NS"], nport)
+        wait_port(os.environ["DST_NS"], tport)
+        drop_caches()
+        t0 = time.monotonic()
+        r = subprocess.run(["ip", "netns", "exec", os.environ["DST_NS"], "nbdcopy", f"nbd://127.0.0.1:{tport}", dst],
+                           capture_output=True, text=True)
+        elapsed = time.monotonic() - t0
+    finally:
+        for p in (t, q):
+            p.terminate()
+            p.wait()
+    if r.returncode != 0:
+        sys.exit(f"bench: nbdcopy failed: {r.stderr[-2000:]}")
+    if subprocess.run(["cmp", src, dst], capture_output=True).returncode != 0:
+        sys.exit("bench: nbdcopy's copy differs from the source")
+    os.remove(dst)
+    return elapsed
+
+
 def copy_bench(rep):
-    """Full then incremental `os-migrate copy` from the source host to the destination host, over the link."""
+    """Full then incremental `os-migrate copy` from the source host to the destination host, over the
+    link, and nbdcopy's full copy (the anchor), alternating which full copy goes first."""
     work = os.path.join(DATA, "copy-bench")
     os.makedirs(work, exist_ok=True)
     src, dst = os.path.join(work, "src.img"), os.path.join(work, f"dst-{rep}.img")
@@ -183,10 +231,19 @@ def copy_bench(rep):
             sys.exit(f"bench: copy failed: {r.stderr[-2000:]}")
         return time.monotonic() - t0, [json.loads(l) for l in r.stdout.splitlines() if '"event":"result"' in l][-1]
 
+    anchor_path = os.path.join(work, f"nbdcopy-{rep}.img")
+    if rep % 2:
+        anchor = nbdcopy_full(src, anchor_path, key)
     full, fr = run([])
+    if subprocess.run(["cmp", src, dst], capture_output=True).returncode != 0:
+        sys.exit("bench: os-migrate copy's full copy differs from the source")
+    if not rep % 2:
+        anchor = nbdcopy_full(src, anchor_path, key)
     guest_writes(src, BOOT_GIB, 1000 + rep)
     inc, ir = run(["--trust-map"])
-    return full, inc, fr, ir
+    if subprocess.run(["cmp", src, dst], capture_output=True).returncode != 0:
+        sys.exit("bench: os-migrate copy's incremental copy differs from the source")
+    return full, inc, anchor, fr, ir
 
 
 def existing():
@@ -213,10 +270,11 @@ def main():
                 row["sync1"], row["sync2"], row["cutover"], row["warm_downtime"], r = warm(vm, volumes, rep)
                 warm_steps = steps(r)
         if COPY:
-            row["copy_full"], row["copy_inc"], fr, ir = copy_bench(rep)
+            row["copy_full"], row["copy_inc"], row["nbdcopy_full"], fr, ir = copy_bench(rep)
             row["copy_full_wire"], row["copy_inc_wire"] = fr.get("bytesOnWire"), ir.get("bytesOnWire")
         rows.append(row)
-        copied = f"; copy full {row['copy_full']:.1f} s, incremental {row['copy_inc']:.1f} s" if COPY else ""
+        copied = (f"; copy full {row['copy_full']:.1f} s (nbdcopy {row['nbdcopy_full']:.1f} s), incremental {row['copy_inc']:.1f} s"
+                  if COPY else "")
         print(f"  rep {rep + 1}: cold {row['cold_seconds']:.1f} s (downtime {row['cold_downtime']:.1f} s); warm syncs "
               f"{row['sync1']:.1f} s + {row['sync2']:.1f} s, cutover {row['cutover']:.1f} s (downtime {row['warm_downtime']:.1f} s)"
               + copied, flush=True)
@@ -229,6 +287,8 @@ def main():
         return
     print(f"  copy: incremental {med['copy_inc']:.1f} s, full {med['copy_full']:.1f} s  →  incremental/full {med['copy_inc'] / med['copy_full']:.2f} (goal ≤ 0.20); "
           f"on the wire {med.get('copy_inc_wire', 0) / MIB:.0f} MiB of {med.get('copy_full_wire', 0) / MIB:.0f} MiB")
+    print(f"  full copy: ours {med['copy_full']:.1f} s, nbdcopy over ssh -L {med['nbdcopy_full']:.1f} s (set-up not timed)  →  "
+          f"{med['copy_full'] / med['nbdcopy_full']:.2f}× nbdcopy (goal ≤ 0.50)")
 
 
 if __name__ == "__main__":
