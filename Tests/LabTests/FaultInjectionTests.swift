@@ -132,9 +132,18 @@ import TestSupport
     @Test func writesAreNotRetriedOn503OrAResetButAre429() async throws {
         try await LabTenant.with("fault-write", quotas: false) { tenant in
             let name = tenant.projectName + "-w"
+            // What is asserted is the error of one faulted POST. On a loaded lab the token request and
+            // the proxy may each take seconds: a timeout of 60 s, and the token taken first, keep a slow
+            // answer from passing for the fault (a POST that times out is reported as a timeout).
+            func session(_ proxy: FaultProxy, attempts: Int = 8) async throws -> CloudSession {
+                let s = try proxied(tenant, proxy, options: SessionOptions(
+                    retry: RetryPolicy(maxAttempts: attempts, baseDelay: 0.01, maxDelay: 0.05), requestTimeout: 60))
+                _ = try await s.authenticate()
+                return s
+            }
             // 503 on a POST: the service's answer, not repeated.
             try await withProxy(FaultPlan(rate: 1, kinds: [.status503], methods: ["POST"])) { proxy in
-                let session = try proxied(tenant, proxy)
+                let session = try await session(proxy)
                 let e = await #expect(throws: OpenStackError.self) {
                     try await session.create(Neutron.networks, ["name": .string(name)])
                 }
@@ -145,7 +154,7 @@ import TestSupport
             }
             // Reset before forwarding: the client cannot tell, so it does not repeat it either.
             try await withProxy(FaultPlan(rate: 1, kinds: [.reset], methods: ["POST"])) { proxy in
-                let session = try proxied(tenant, proxy)
+                let session = try await session(proxy)
                 let e = await #expect(throws: OpenStackError.self) {
                     try await session.create(Neutron.networks, ["name": .string(name)])
                 }
@@ -155,8 +164,7 @@ import TestSupport
             }
             // 429 means "not processed": retried, with Retry-After honoured, until the attempts run out.
             try await withProxy(FaultPlan(rate: 1, kinds: [.status429(retryAfter: 0)], methods: ["POST"])) { proxy in
-                let session = try proxied(tenant, proxy, options: SessionOptions(
-                    retry: RetryPolicy(maxAttempts: 3, baseDelay: 0.01, maxDelay: 0.05), requestTimeout: 5))
+                let session = try await session(proxy, attempts: 3)
                 let e = await #expect(throws: OpenStackError.self) {
                     try await session.create(Neutron.networks, ["name": .string(name)])
                 }
