@@ -161,4 +161,28 @@ struct WarmMigrationTests {
             #expect(steps.first == "prepare cutover", "\(steps)")
         }
     }
+
+    @Test("a conversion host that does not answer fails the cutover before the source is stopped: the source keeps running")
+    func unreachableHostBeforeStop() async throws {
+        try await WorkloadMigrationTests.withEnv("wu") { env in
+            let s = env.s, d = env.d
+            let boot = try await WorkloadLab.volume(s, name: "wu-root", image: env.image)
+            let vm = try await WorkloadLab.server(s, name: "wu-vm", network: env.network, securityGroup: "app-sg", key: "app-key",
+                                                  bootVolume: boot.id, image: nil, data: [], flavor: "1")
+            try await WorkloadMigrationTests.prepare(env)
+            let sync = try await env.run(["import", "workloads", "--sync", "--json"])
+            #expect(sync.exitCode == 0, "\(sync.stderr)\n\(sync.stdout)")
+            // The source conversion host goes away between the sync and the cutover.
+            env.hosts.src.stop()
+            let cut = try await env.run(["import", "workloads", "--cutover", "--json"])
+            #expect(cut.exitCode != 0)
+            let item = WorkloadMigrationTests.item(cut.stdout, "wu-vm")
+            #expect(item?["status"]?.stringValue == "failed", "\(cut.stdout)")
+            #expect(item?["message"]?.stringValue?.contains("cannot reach conversion host os_migrate_conv_src") == true, "\(cut.stdout)")
+            // Never stopped: still ACTIVE, and Nova has no stop action for it. Nothing in the destination.
+            #expect(try await s.get(Nova.servers, vm).status == "ACTIVE")
+            #expect(try await s.lastStopRequested(vm) == nil)
+            #expect(try await d.named(Nova.servers, "wu-vm").isEmpty)
+        }
+    }
 }
