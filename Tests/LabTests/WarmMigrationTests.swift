@@ -132,16 +132,24 @@ struct WarmMigrationTests {
         }
     }
 
+    /// A VM booted from a 1 GiB volume (`<tag>-vm`, running), the pre-workload resources imported, one
+    /// sync pass done; its id.
+    static func syncedVolumeBootedVM(_ env: WorkloadMigrationTests.Env, _ tag: String) async throws -> String {
+        let s = env.s
+        let boot = try await WorkloadLab.volume(s, name: "\(tag)-root", image: env.image)
+        let vm = try await WorkloadLab.server(s, name: "\(tag)-vm", network: env.network, securityGroup: "app-sg", key: "app-key",
+                                              bootVolume: boot.id, image: nil, data: [], flavor: "1")
+        try await WorkloadMigrationTests.prepare(env)
+        let sync = try await env.run(["import", "workloads", "--sync", "--json"])
+        #expect(sync.exitCode == 0, "\(sync.stderr)\n\(sync.stdout)")
+        return vm
+    }
+
     @Test("a source the operator stopped before the cutover: its downtime runs from that stop (the server's instance actions)")
     func operatorStoppedSource() async throws {
         try await WorkloadMigrationTests.withEnv("wo") { env in
             let s = env.s, d = env.d
-            let boot = try await WorkloadLab.volume(s, name: "wo-root", image: env.image)
-            let vm = try await WorkloadLab.server(s, name: "wo-vm", network: env.network, securityGroup: "app-sg", key: "app-key",
-                                                  bootVolume: boot.id, image: nil, data: [], flavor: "1")
-            try await WorkloadMigrationTests.prepare(env)
-            let sync = try await env.run(["import", "workloads", "--sync", "--json"])
-            #expect(sync.exitCode == 0, "\(sync.stderr)\n\(sync.stdout)")
+            let vm = try await Self.syncedVolumeBootedVM(env, "wo")
             // The operator stops the VM by hand, and the cutover comes a few seconds later.
             let stopAsked = Date()
             try await s.stopServer(vm)
@@ -166,12 +174,7 @@ struct WarmMigrationTests {
     func unreachableHostBeforeStop() async throws {
         try await WorkloadMigrationTests.withEnv("wu") { env in
             let s = env.s, d = env.d
-            let boot = try await WorkloadLab.volume(s, name: "wu-root", image: env.image)
-            let vm = try await WorkloadLab.server(s, name: "wu-vm", network: env.network, securityGroup: "app-sg", key: "app-key",
-                                                  bootVolume: boot.id, image: nil, data: [], flavor: "1")
-            try await WorkloadMigrationTests.prepare(env)
-            let sync = try await env.run(["import", "workloads", "--sync", "--json"])
-            #expect(sync.exitCode == 0, "\(sync.stderr)\n\(sync.stdout)")
+            let vm = try await Self.syncedVolumeBootedVM(env, "wu")
             // The source conversion host goes away between the sync and the cutover.
             env.hosts.src.stop()
             let cut = try await env.run(["import", "workloads", "--cutover", "--json"])
