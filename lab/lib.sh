@@ -12,10 +12,11 @@ RUN=$STATE/run
 LOGDIR=$STATE/log
 KS_URL=http://127.0.0.1:5000
 KS_URL_V3=http://127.0.0.1:5000/v3
+MEMCACHED=127.0.0.1:11211
 
 # Start order. `down` stops them in reverse order.
 LAB_SERVICES=(
-  mariadb epmd rabbitmq
+  mariadb memcached epmd rabbitmq
   keystone glance-api placement-api
   nova-api nova-conductor nova-scheduler nova-compute
   neutron-server neutron-linuxbridge-agent
@@ -168,7 +169,7 @@ cinder_backend_file() { echo "$STATE/cinder/backend"; }
 # The TCP ports each service listens on (127.0.0.1), for finding a process that holds one of
 # them but was not started by this lab (another lab from a different checkout, say).
 declare -A LAB_PORTS=(
-  [mariadb]=3306 [epmd]=4369 [rabbitmq]=5672 [keystone]=5000 [glance-api]=9292
+  [mariadb]=3306 [memcached]=11211 [epmd]=4369 [rabbitmq]=5672 [keystone]=5000 [glance-api]=9292
   [placement-api]=8778 [nova-api]=8774 [neutron-server]=9696 [cinder-api]=8776
 )
 
