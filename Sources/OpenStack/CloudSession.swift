@@ -271,7 +271,8 @@ public final class CloudSession: Sendable {
             let timeout = request.timeout ?? options.requestTimeout
             let result: HTTPResult
             do {
-                let resp = try await transport.client.execute(req, timeout: .milliseconds(Int64(timeout * 1000)))
+                let (resp, lease) = try await transport.execute(req, timeout: timeout)
+                defer { lease.release() }
                 let data = Data(buffer: try await resp.body.collect(upTo: 512 << 20))
                 result = HTTPResult(status: Int(resp.status.code), headers: resp.headers, body: data)
             } catch {

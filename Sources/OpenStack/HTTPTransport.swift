@@ -9,17 +9,30 @@ import NIOSSL
 
 /// The process's one HTTP client. Every cloud session sends through it; TLS settings travel
 /// with each request, so clouds with different CA bundles share the connection pools safely.
+/// Requests beyond `maxConnectionsPerHost` wait in `gate` for a free connection, for as long as
+/// their own timeout allows (not the connect timeout: waiting in line is not "cannot reach").
 public final class HTTPTransport: Sendable {
     public let client: HTTPClient
+    public let gate: ConnectionGate
 
-    public init(maxConnectionsPerHost: Int = 16) {
+    public init(maxConnectionsPerHost: Int = 16, connectTimeout: Double = 15) {
+        gate = ConnectionGate(limit: maxConnectionsPerHost)
         var config = HTTPClient.Configuration()
-        config.timeout = .init(connect: .seconds(15), read: .seconds(300))
+        config.timeout = .init(connect: .milliseconds(Int64(connectTimeout * 1000)), read: .seconds(300))
         config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: maxConnectionsPerHost)
         config.redirectConfiguration = .disallow
         config.decompression = .enabled(limit: .none)
         config.httpVersion = .http1Only
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    }
+
+    /// Send `request` once a connection to its host is free (waiting at most `timeout`), with
+    /// `timeout` for the answer. The lease holds the connection's place until it is released
+    /// (or goes away): release it once the body is read.
+    public func execute(_ request: HTTPClientRequest, timeout: Double) async throws -> (HTTPClientResponse, ConnectionLease) {
+        let lease = try await gate.enter(request.url, timeout: timeout)
+        let response = try await client.execute(request, timeout: .milliseconds(Int64(timeout * 1000)))
+        return (response, lease)
     }
 
     /// Shut the client down; call once when the process is done with every session.
@@ -188,6 +201,8 @@ public enum TransportFailure: Sendable, Equatable {
 
     static func classify(_ error: any Error) -> TransportFailure {
         let described = String(describing: error)
+        // Nothing was sent: the whole wait for a free connection is over, one more round is fair.
+        if error is ConnectionPoolBusy { return .beforeSend }
         if error is NIOSSLError || described.contains("handshakeFailed") || described.contains("WRONG_VERSION_NUMBER") {
             return .tls
         }

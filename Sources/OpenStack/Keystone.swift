@@ -196,7 +196,8 @@ actor Authenticator {
             let start = Date()
             counter.record(method: RequestCounter.authentication)
             do {
-                let resp = try await transport.client.execute(req, timeout: .milliseconds(Int64(timeout * 1000)))
+                let (resp, lease) = try await transport.execute(req, timeout: timeout)
+                defer { lease.release() }
                 let data = Data(buffer: try await resp.body.collect(upTo: 32 << 20))
                 let status = Int(resp.status.code)
                 let reqID = resp.headers.first(name: "x-openstack-request-id")
@@ -223,6 +224,10 @@ actor Authenticator {
                     continue
                 }
                 let kind: OpenStackError.Kind = failure == .timeout ? .timeout : .transport
+                if error is ConnectionPoolBusy {
+                    throw OpenStackError(kind: .timeout, service: "identity", method: "POST", url: url,
+                                         message: "no token for cloud '\(profile.name)' yet: \(error)")
+                }
                 let why = failure == .tls ? TransportFailure.tlsMessage(error)
                     : failure == .timeout ? "no answer within \(Int(timeout)) s (api_timeout): \(error)" : "\(error)"
                 throw OpenStackError(kind: kind, service: "identity", method: "POST", url: url,

@@ -157,6 +157,8 @@ public struct DataDownload: Sendable {
     public let status: Int
     public let headers: HTTPHeaders
     let body: HTTPClientResponse.Body
+    /// The connection's place in the transport's gate, given back when the download goes away.
+    let lease: ConnectionLease
 
     /// `Content-Length`, when the service sent one.
     public var contentLength: Int64? { headers.first(name: "Content-Length").flatMap { Int64($0) } }
@@ -175,8 +177,9 @@ extension CloudSession {
             let req = httpRequest(request, url: url, endpoint: ep, token: token)
             requests.record(method: request.method.rawValue)
             let response: HTTPClientResponse
+            let lease: ConnectionLease
             do {
-                response = try await transport.client.execute(req, timeout: .milliseconds(Int64((request.timeout ?? options.requestTimeout) * 1000)))
+                (response, lease) = try await transport.execute(req, timeout: request.timeout ?? options.requestTimeout)
             } catch {
                 if error is CancellationError { throw error }
                 let failure = TransportFailure.classify(error)
@@ -191,9 +194,10 @@ extension CloudSession {
             }
             let status = Int(response.status.code)
             if (200..<300).contains(status) {
-                return DataDownload(status: status, headers: response.headers, body: response.body)
+                return DataDownload(status: status, headers: response.headers, body: response.body, lease: lease)
             }
             let errorBody = (try? await response.body.collect(upTo: 1 << 20)).map { Data(buffer: $0) } ?? Data()
+            lease.release()
             if status == 401 && !reauthenticated {
                 reauthenticated = true
                 _ = try await authenticator.token(rejected: token.value)
@@ -225,7 +229,8 @@ extension CloudSession {
         let start = ContinuousClock.now
         let result: HTTPResult
         do {
-            let resp = try await transport.client.execute(req, timeout: .milliseconds(Int64(timeout * 1000)))
+            let (resp, lease) = try await transport.execute(req, timeout: timeout)
+            defer { lease.release() }
             result = HTTPResult(status: Int(resp.status.code), headers: resp.headers, body: Data(buffer: try await resp.body.collect(upTo: 4 << 20)))
         } catch let e as OpenStackError {
             throw e
@@ -286,7 +291,7 @@ extension CloudSession {
             throw OpenStackError(kind: .notFound, service: ServiceType.image, message: "image \(imageID) has no data")
         }
         let part = path + ".part"
-        FileManager.default.createFile(atPath: part, contents: nil, attributes: [.posixPermissions: 0o640])
+        _ = FileManager.default.createFile(atPath: part, contents: nil, attributes: [.posixPermissions: 0o640])
         let digest = StreamDigest()
         do {
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: part))

@@ -59,7 +59,7 @@ struct PortableAgentTests {
         let src = root + "/tmp/osm-portable-src.img", dst = root + "/tmp/osm-portable-dst.img"
         defer { for p in [src, dst] { try? FileManager.default.removeItem(atPath: p) } }
         try? FileManager.default.removeItem(atPath: dst)
-        FileManager.default.createFile(atPath: src, contents: nil)
+        _ = FileManager.default.createFile(atPath: src, contents: nil)
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: src))
         for (offset, seed) in [(0, 1), (9 << 20, 2), ((40 << 20) - 65536, 3)] {
             try h.seek(toOffset: UInt64(offset))

@@ -238,7 +238,7 @@ import TestSupport
             #expect(!p.origin.contains("from-env"))
 
             // OS_CLOUD picks the cloud the same way, and the variables apply over it.
-            let viaCloud = try loader(dir, env: ["OS_CLIENT_CONFIG_FILE": path, "OS_CLOUD": "openstack", "OS_PASSWORD": "pw2"])
+            let viaCloud = loader(dir, env: ["OS_CLIENT_CONFIG_FILE": path, "OS_CLOUD": "openstack", "OS_PASSWORD": "pw2"])
             #expect(try viaCloud.load(cloud: viaCloud.defaultCloudName()!).auth["password"] == "pw2")
             // Empty variables are not values.
             #expect(try loader(dir, env: ["OS_CLIENT_CONFIG_FILE": path, "OS_PASSWORD": ""]).load(cloud: "openstack").auth["password"] == nil)

@@ -32,7 +32,8 @@ final class FakeCloud: Sendable {
     private let log: Log
 
     /// `route`: the answer to a request (other than the token request); it may count calls.
-    init(catalog: @escaping @Sendable (String) -> [(type: String, url: String)],
+    /// `tokenDelay`: how long each token request takes to be answered (a slow Keystone).
+    init(catalog: @escaping @Sendable (String) -> [(type: String, url: String)], tokenDelay: Duration = .zero,
          route: @escaping @Sendable (Request) -> Response) async throws
     {
         let log = Log()
@@ -62,6 +63,7 @@ final class FakeCloud: Sendable {
                                     log.requests.withLock { $0.append(req) }
                                     let resp: Response
                                     if req.method == "POST", req.path.hasSuffix("/auth/tokens") {
+                                        if tokenDelay > .zero { try await Task.sleep(for: tokenDelay) }
                                         resp = Self.token(catalog(base))
                                     } else {
                                         resp = route(req)

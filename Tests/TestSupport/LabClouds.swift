@@ -15,7 +15,7 @@ public enum LabClouds {
             text += "    interface: \(p.interface)\n    identity_api_version: 3\n"
         }
         let path = (dir as NSString).appendingPathComponent("clouds.yaml")
-        FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
         return path
     }
 

@@ -12,9 +12,15 @@ public struct LabTenant: Sendable {
     /// only ever kept here: never print the profile's `auth`.
     public let profile: CloudProfile
 
+    private static let creating = ConnectionGate(limit: 4)
+
     /// Create project and user "osmt-<tag>-<6 hex>", grant member and reader on the project,
     /// and (with `quotas`) raise the quotas to what the lab gives src and dst.
     public static func create(_ tag: String, quotas: Bool = true) async throws -> LabTenant {
+        // Dozens of suites start at once: four tenants are made at a time, the others wait their turn
+        // (the line, not Keystone's backlog, absorbs the burst).
+        let turn = try await creating.enter("lab-tenant-creation", timeout: 900)
+        defer { turn.release() }
         let admin = try Lab.admin()
         let name = "osmt-\(tag)-\(Lab.randomHex())"
         let password = "P" + Lab.randomHex(24) + "-x"
