@@ -22,7 +22,7 @@ public enum Importer {
     {
         let problems = Validator.check(files)
         if !problems.isEmpty { throw ValidationFailure(problems) }
-        for w in Validator.unknownParams(files) { sink.note("warning: " + w) }
+        for w in Validator.warnings(files) { sink.note("warning: " + w) }
 
         let ordered = files.sorted { orderIndex($0.kind) < orderIndex($1.kind) }
         let token = try await session.authenticate()

@@ -86,6 +86,40 @@ public enum Validator {
         return errors
     }
 
+    /// What `validate` and `import` warn about: unknown params, then values the destination
+    /// accepts that are unusual (`advisories`), one line each naming the file and the resource.
+    public static func warnings(_ files: [KindFile]) -> [String] {
+        var out = unknownParams(files)
+        for kf in files {
+            for (i, record) in kf.file.records.enumerated() {
+                out += kf.kind.advisories(record).map { "\(kf.file.path): \(kf.kind.describe(record, at: i)): \($0)" }
+            }
+        }
+        return out + listedTwice(files)
+    }
+
+    /// Unnamed resources (rules, role assignments, interfaces) listed more than once in a file,
+    /// the description aside: the destination gets one of them. One line per repeat, naming
+    /// the file, both positions and the resource.
+    public static func listedTwice(_ files: [KindFile]) -> [String] {
+        var out: [String] = []
+        for kf in files where !kf.kind.isNamed {
+            var first: [String: Int] = [:]
+            for (i, record) in kf.file.records.enumerated() {
+                var params = record.params
+                params["description"] = nil
+                guard let key = try? JSONValue.object(params).jsonData(sortedKeys: true) else { continue }
+                let k = String(decoding: key, as: UTF8.self)
+                if let at = first[k] {
+                    out.append("\(kf.file.path): resources[\(at)] and resources[\(i)] are the same \(kf.kind.singularLabel) '\(kf.kind.label(record))': it is imported once")
+                } else {
+                    first[k] = i
+                }
+            }
+        }
+        return out
+    }
+
     /// Params a kind does not know (it would ignore them): warnings, one line each, naming the
     /// file, the resource and the param. Not errors: a file written by a newer tool still imports.
     public static func unknownParams(_ files: [KindFile]) -> [String] {

@@ -44,6 +44,9 @@ public protocol ResourceKind: Sendable {
 
     /// Record-level checks beyond required params (one message per problem, naming the field).
     static func validate(_ record: ResourceRecord) -> [String]
+    /// Values the destination accepts but that are unusual enough to say so (a warning, one per
+    /// value, naming the field): never a reason to refuse what the API takes.
+    static func advisories(_ record: ResourceRecord) -> [String]
     /// The type and range of params, checked in validation before anything is written (beyond
     /// the rules every kind follows by param name: `ValueRule.byName`).
     static var valueRules: [String: ValueRule] { get }
@@ -92,6 +95,7 @@ extension ResourceKind {
     public static func afterExport(_ records: [ResourceRecord], _ ctx: ExportContext) async -> [ItemResult] { [] }
     public static func references(_ record: ResourceRecord) -> [FieldReference] { [] }
     public static func validate(_ record: ResourceRecord) -> [String] { [] }
+    public static func advisories(_ record: ResourceRecord) -> [String] { [] }
     public static var valueRules: [String: ValueRule] { [:] }
     public static var knownParams: Set<String>? { nil }
     public static func crossFileProblems(_ record: ResourceRecord, others: [String: [ResourceRecord]]) -> [String] { [] }

@@ -236,7 +236,7 @@ struct ValidateCommand: AsyncParsableCommand {
                     creatable: all.map { ($0.kind, $0.file.records) })
             }
             if !problems.isEmpty { throw ValidationFailure(problems) }
-            let warnings = Validator.unknownParams(files)
+            let warnings = Validator.warnings(files)
             for w in warnings { printWarning(w) }
             let count = files.reduce(0) { $0 + $1.file.records.count }
             let msg = "valid: \(files.count) file(s), \(count) resource(s)" + (config.dst == nil ? "" : ", every reference resolves")

@@ -104,9 +104,6 @@ struct BadInputTests {
         Case(name: "pool outside the cidr", file: "subnets.yml",
              text: doc("- {type: openstack.subnet.Subnet, params: {name: s, network_ref: {name: n, project_name: '%auth%', domain_name: '%auth%'}, cidr: 10.0.0.0/24, ip_version: 4, allocation_pools: [{start: 10.0.1.10, end: 10.0.1.20}]}}"),
              error: "DATA/subnets.yml: resources[0] (subnet 's'): params.allocation_pools[0] 10.0.1.10-10.0.1.20 is outside params.cidr 10.0.0.0/24"),
-        Case(name: "gateway outside the cidr", file: "subnets.yml",
-             text: doc("- {type: openstack.subnet.Subnet, params: {name: s, network_ref: {name: n, project_name: '%auth%', domain_name: '%auth%'}, cidr: 10.0.0.0/24, ip_version: 4, gateway_ip: 10.9.9.9}}"),
-             error: "DATA/subnets.yml: resources[0] (subnet 's'): params.gateway_ip 10.9.9.9 is outside params.cidr 10.0.0.0/24"),
         Case(name: "bad dns server", file: "subnets.yml",
              text: doc("- {type: openstack.subnet.Subnet, params: {name: s, network_ref: {name: n, project_name: '%auth%', domain_name: '%auth%'}, cidr: 10.0.0.0/24, ip_version: 4, dns_nameservers: [8.8.8.8, dns.example]}}"),
              error: "DATA/subnets.yml: resources[0] (subnet 's'): params.dns_nameservers [1] is not an IP address: \"dns.example\""),
@@ -261,10 +258,17 @@ struct BadInputTests {
             let rule = "- {type: openstack.network.SecurityGroupRule, params: {security_group_ref: {name: dup-g}, direction: ingress, ether_type: IPv4, protocol: tcp, port_range_min: 22, port_range_max: 22, remote_ip_prefix: 10.0.0.0/8}}"
             try Self.doc(rule + "\n" + rule + "\n" + rule).write(toFile: data + "/security_group_rules.yml", atomically: true, encoding: .utf8)
             let clouds = try LabClouds.write(["dst": dst.profile], in: dir)
+            let validated = try await CLIRunner.run(["validate", "--data-dir", data, "security-group-rules"], env: ["OS_CLIENT_CONFIG_FILE": clouds])
+            #expect(validated.exitCode == 0, "\(validated.stderr)")
+            let same = { (a: Int, b: Int) in
+                "\(data)/security_group_rules.yml: resources[\(a)] and resources[\(b)] are the same security group rule 'dup-g ingress IPv4 tcp 22 10.0.0.0/8': it is imported once"
+            }
+            #expect(validated.stderr.contains(same(0, 1)) && validated.stderr.contains(same(0, 2)), "\(validated.stderr)")
             let args = ["import", "security-group-rules", "--dst-cloud", "dst", "--data-dir", data, "--keep-unlisted-rules", "--json"]
             for (i, attempt) in [args + ["--dry-run"], args, args].enumerated() {
                 let r = try await CLIRunner.run(attempt, env: ["OS_CLIENT_CONFIG_FILE": clouds])
                 #expect(r.exitCode == 0, "\(r.stderr)\n\(r.stdout)")
+                #expect(r.stdout.contains(same(0, 1)) || r.stderr.contains(same(0, 1)), "\(r.stderr)\n\(r.stdout)")
                 let recap = CLIEvents.recap(r.stdout)
                 // The recap counts resources: the three lines are one rule.
                 #expect(CLIEvents.items(r.stdout, "changed").count == (i < 2 ? 1 : 0), "\(r.stdout)")

@@ -22,16 +22,14 @@ public enum SubnetKind: NeutronKind {
         "ipv6_ra_mode": .oneOf(["slaac", "dhcpv6-stateful", "dhcpv6-stateless"]),
     ]
 
-    /// Addresses that must lie in the subnet: the gateway, the pools (start before end); the
-    /// cidr's family is the ip_version.
+    /// What Neutron refuses (each tried in the lab, `SubnetChecksLabTests`): pools outside the
+    /// cidr or starting after they end, a cidr of the other family than ip_version. A gateway
+    /// outside the cidr is accepted (an on-link gateway of a provider network): a warning only.
     public static func validate(_ record: ResourceRecord) -> [String] {
         guard let text = record.params["cidr"]?.stringValue, let cidr = CIDR(text) else { return [] }
         var out: [String] = []
         if let v = record.params["ip_version"]?.intValue, [4, 6].contains(v), (v == 4) != cidr.address.isV4 {
             out.append("params.cidr \(text) is not an IPv\(v) network (params.ip_version \(v))")
-        }
-        if let g = record.params["gateway_ip"]?.stringValue, let ip = IPAddress(g), !cidr.contains(ip) {
-            out.append("params.gateway_ip \(g) is outside params.cidr \(text)")
         }
         for (i, pool) in (record.params["allocation_pools"]?.arrayValue ?? []).enumerated() {
             guard let a = pool["start"]?.stringValue.flatMap(IPAddress.init), let b = pool["end"]?.stringValue.flatMap(IPAddress.init) else { continue }
@@ -42,6 +40,12 @@ public enum SubnetKind: NeutronKind {
             }
         }
         return out
+    }
+
+    public static func advisories(_ record: ResourceRecord) -> [String] {
+        guard let text = record.params["cidr"]?.stringValue, let cidr = CIDR(text),
+              let g = record.params["gateway_ip"]?.stringValue, let ip = IPAddress(g), !cidr.contains(ip) else { return [] }
+        return ["params.gateway_ip \(g) is outside params.cidr \(text) (an on-link gateway: Neutron accepts it, imported as is)"]
     }
 
     public static let fieldMap = FieldMap([
