@@ -42,7 +42,12 @@ enum Prerequisites {
         let intendedPorts = Set(all.filter { $0.kind == "port" && $0.state == .intended }.map(\.role))
         var servers = Set(recorded.filter { $0.kind == "server" }.map(\.resourceID))
         if resuming {
-            for s in try await dst.named(Nova.servers, plan.name) { servers.insert(s.id) }
+            for s in try await dst.named(Nova.servers, plan.name) {
+                servers.insert(s.id)
+                // Nova may still be allocating its ports (made without a device id, then bound):
+                // until the server leaves BUILD they cannot be told from someone else's.
+                if s.status.uppercased() == "BUILD" { try await settled(s.id, dst: dst) }
+            }
         }
         for server in servers {
             for p in try await dst.list(Neutron.ports, query: [QueryItem("device_id", server)]).collect() { ours.insert(p.id) }
@@ -81,6 +86,13 @@ enum Prerequisites {
         problems += try await placementProblems(newVolumes, dst: dst)
         problems += try await quotaProblems(newVolumes, serverExists: !servers.isEmpty, dst: dst, flavorID: flavorID)
         return problems
+    }
+
+    /// Waits (bounded) for a server an interrupted run asked for to leave BUILD, whatever it ends in.
+    static func settled(_ serverID: String, dst: CloudSession, timeout: Double = 300) async throws {
+        _ = try await Waiter.wait("destination server \(serverID) (still building)", service: ServiceType.compute, timeout: timeout,
+                                  until: ["ACTIVE", "SHUTOFF", "ERROR"], failOn: [], fetch: { try await dst.find(Nova.servers, id: serverID) },
+                                  status: { $0.status })
     }
 
     /// The volume types and availability zones the new volumes need exist (after mapping).
