@@ -30,6 +30,11 @@ public struct CloudProfile: Sendable, Equatable {
     /// clouds.yaml `api_timeout`: seconds to wait for each answer (token requests included);
     /// nil = the session's default.
     public var apiTimeout: Double?
+    /// clouds.yaml `connect_retries` (as openstacksdk reads it): how many more times a connection
+    /// that is refused or never made is tried; nil = the defaults (once more for the first token
+    /// of a run, so a wrong auth_url fails in a second; five more, backing off over about 15 s,
+    /// once the cloud has answered, to ride out a restarting service).
+    public var connectRetries: Int?
 
     public init(name: String, origin: String, authMethod: AuthMethod = .password, auth: [String: String],
                 regionName: String? = nil, interface: String = "public", verifyTLS: Bool = true,
@@ -295,6 +300,13 @@ public struct CloudConfigLoader: Sendable {
             }
             apiTimeout = v
         }
+        var connectRetries: Int?
+        if let r = entry["connect_retries"], !r.isNull {
+            guard let v = r.intValue ?? r.stringValue.flatMap({ Int($0) }), (0...100).contains(v) else {
+                throw ConfigError("\(origin): cloud '\(name)': connect_retries \(r.jsonString()) is not a whole number from 0 to 100")
+            }
+            connectRetries = v
+        }
         var profile = CloudProfile(
             name: name, origin: origin, authMethod: method, auth: auth,
             regionName: entry["region_name"].flatMap(scalarString),
@@ -304,6 +316,7 @@ public struct CloudConfigLoader: Sendable {
             clientCertFile: entry["cert"].flatMap(scalarString), clientKeyFile: entry["key"].flatMap(scalarString),
             endpointOverrides: overrides, apiVersions: versions)
         profile.apiTimeout = apiTimeout
+        profile.connectRetries = connectRetries
         if let idv = entry["identity_api_version"].flatMap(scalarString), idv.hasPrefix("2") {
             throw ConfigError("\(origin): cloud '\(name)': identity_api_version 2 is not supported; Keystone v3 is required")
         }

@@ -123,6 +123,7 @@ public final class CloudSession: Sendable {
         self.profile = profile
         var options = options
         if let t = profile.apiTimeout { options.requestTimeout = t }
+        if let r = profile.connectRetries { options.retry.connectRetries = r }
         self.options = options
         self.transport = transport
         self.logger = logger
@@ -132,7 +133,7 @@ public final class CloudSession: Sendable {
         // loaded one (every service validates tokens there) still gets its time (seen: > 30 s on
         // the two-core lab under the full test suite).
         self.authenticator = Authenticator(profile: profile, transport: transport, tls: tls, logger: logger,
-                                           timeout: profile.apiTimeout ?? 60, counter: requests)
+                                           timeout: profile.apiTimeout ?? 60, counter: requests, retry: options.retry)
     }
 
     // MARK: identity of the caller
@@ -278,7 +279,7 @@ public final class CloudSession: Sendable {
             } catch {
                 if error is CancellationError { throw error }
                 let failure = TransportFailure.classify(error)
-                let safe = failure == .beforeSend || request.isIdempotent
+                let safe = failure == .beforeSend || failure == .queued || request.isIdempotent
                 logger.debug("\(request.method.rawValue) \(URLRedaction.redact(url)) failed after \(Self.ms(since: start)) ms: \(error)")
                 if let wait = retry.next(after: failure, idempotent: request.isIdempotent) {
                     logger.notice("\(ep.service) \(request.method.rawValue) \(URLRedaction.redact(url)): \(error); retrying in \(String(format: "%.1f", wait)) s")

@@ -14,12 +14,30 @@ import NIOSSL
 public final class HTTPTransport: Sendable {
     public let client: HTTPClient
     public let gate: ConnectionGate
+    let waiting: WaitingNotice?
 
-    public init(maxConnectionsPerHost: Int = 16, connectTimeout: Double = 15) {
+    /// Said while a request goes unanswered (a terminal wants to know what it waits for).
+    public struct WaitingNotice: Sendable {
+        /// Seconds before the first notice; then every three times as long.
+        public var after: Double
+        public var report: @Sendable (String) -> Void
+
+        public init(after: Double = 5, report: @escaping @Sendable (String) -> Void) {
+            self.after = after
+            self.report = report
+        }
+    }
+
+    public init(maxConnectionsPerHost: Int = 16, connectTimeout: Double = 15, waiting: WaitingNotice? = nil) {
         gate = ConnectionGate(limit: maxConnectionsPerHost)
+        self.waiting = waiting
         var config = HTTPClient.Configuration()
         config.timeout = .init(connect: .milliseconds(Int64(connectTimeout * 1000)), read: .seconds(300))
         config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: maxConnectionsPerHost)
+        // One connection attempt per try: a refused port or a TLS handshake with a plain-http
+        // server fails at once, and RetryState (connect_retries) decides about trying again. Left
+        // on, the client would retry by itself for its whole connect timeout first.
+        config.connectionPool.retryConnectionEstablishment = false
         config.redirectConfiguration = .disallow
         config.decompression = .enabled(limit: .none)
         config.httpVersion = .http1Only
@@ -30,6 +48,19 @@ public final class HTTPTransport: Sendable {
     /// `timeout` for the answer. The lease holds the connection's place until it is released
     /// (or goes away): release it once the body is read.
     public func execute(_ request: HTTPClientRequest, timeout: Double) async throws -> (HTTPClientResponse, ConnectionLease) {
+        let notice = waiting.map { w in
+            Task { [method = request.method.rawValue, url = URLRedaction.redact(request.url)] in
+                let start = ContinuousClock.now
+                var next = w.after
+                while true {
+                    try await Task.sleep(for: .seconds(next))
+                    let waited = Int((ContinuousClock.now - start) / .seconds(1))
+                    w.report("still waiting for \(url) to answer (\(method), \(waited) s so far; it is given \(Int(timeout)) s: api_timeout)")
+                    next = w.after * 3
+                }
+            }
+        }
+        defer { notice?.cancel() }
         let lease = try await gate.enter(request.url, timeout: timeout)
         let response = try await client.execute(request, timeout: .milliseconds(Int64(timeout * 1000)))
         return (response, lease)
@@ -98,17 +129,22 @@ public struct RetryPolicy: Sendable {
     /// How many times a request that timed out is sent again (each costs a whole timeout).
     public var maxTimeoutRetries: Int
 
+    /// How many times a request whose connection was refused or never made is sent again (with
+    /// the backoff; each connection attempt is one try: the HTTP client does not retry on its own).
+    public var connectRetries: Int
+
     public init(maxAttempts: Int = 6, baseDelay: Double = 0.5, maxDelay: Double = 20, maxRetryAfter: Double = 120,
-                maxTimeoutRetries: Int = 1)
+                maxTimeoutRetries: Int = 1, connectRetries: Int = 5)
     {
         self.maxAttempts = maxAttempts
         self.baseDelay = baseDelay
         self.maxDelay = maxDelay
         self.maxRetryAfter = maxRetryAfter
         self.maxTimeoutRetries = maxTimeoutRetries
+        self.connectRetries = connectRetries
     }
 
-    public static let none = RetryPolicy(maxAttempts: 1)
+    public static let none = RetryPolicy(maxAttempts: 1, connectRetries: 0)
 
     /// Exponential backoff with jitter: uniform in [cap/2, cap], cap = min(max, base * 2^attempt).
     public func delay(afterAttempt attempt: Int) -> Double {
@@ -137,8 +173,9 @@ public struct RetryPolicy: Sendable {
 /// The one set of rules for resending a request (API calls, token requests, downloads): feed it
 /// each failure, it says how long to wait before the next try, or nil to give up.
 ///
-/// - no answer, before the request left: once more (the HTTP client already kept trying to
-///   connect for its whole connect timeout; one more round rides out a restarting service);
+/// - no connection (refused, or not made within the connect timeout): `connectRetries` times,
+///   backing off (a restarting service comes back; a wrong address fails as fast as is wanted);
+/// - a whole timeout waiting for a free connection of our own: once more;
 /// - a timeout: only what is idempotent, `maxTimeoutRetries` times (default once: each costs a
 ///   whole timeout);
 /// - no answer after the request left: again while attempts last, only what is idempotent;
@@ -149,24 +186,30 @@ public struct RetryState: Sendable {
     public let policy: RetryPolicy
     public private(set) var attempt = 0
     private var connectFailures = 0
+    private var queued = 0
     private var timeouts = 0
 
     public init(_ policy: RetryPolicy) { self.policy = policy }
 
     /// After a failure without an answer: the delay before the next attempt, or nil.
     public mutating func next(after failure: TransportFailure, idempotent: Bool) -> Double? {
-        guard attempt + 1 < policy.maxAttempts else { return nil }
         switch failure {
         case .tls: return nil
         case .beforeSend:
+            // Counted on their own: nothing reached the server.
             connectFailures += 1
-            if connectFailures > 1 { return nil }
+            guard connectFailures <= policy.connectRetries else { return nil }
+            return policy.delay(afterAttempt: connectFailures - 1)
+        case .queued:
+            queued += 1
+            guard queued <= 1 else { return nil }
         case .timeout:
             timeouts += 1
-            if !idempotent || timeouts > policy.maxTimeoutRetries { return nil }
+            guard idempotent, timeouts <= policy.maxTimeoutRetries else { return nil }
         case .afterSend:
-            if !idempotent { return nil }
+            guard idempotent else { return nil }
         }
+        guard attempt + 1 < policy.maxAttempts else { return nil }
         attempt += 1
         return policy.delay(afterAttempt: attempt - 1)
     }
@@ -186,6 +229,9 @@ public struct RetryState: Sendable {
 /// failed (the same server will fail it again: never resent).
 public enum TransportFailure: Sendable, Equatable {
     case beforeSend
+    /// Waited a whole timeout for one of our own connections to the host to be free: nothing
+    /// was sent (retried once: waiting is not a connection failure).
+    case queued
     case afterSend
     case timeout
     case tls
@@ -196,13 +242,24 @@ public enum TransportFailure: Sendable, Equatable {
         if text.contains("WRONG_VERSION_NUMBER") || text.contains("wrong version number") || text.contains("HTTP_REQUEST") {
             return "the server did not speak TLS (is the URL https:// on a plain http port?): \(text)"
         }
+        if text.contains("EOF during handshake") || text.contains("uncleanShutdown") {
+            return "the server closed the connection during the TLS handshake (is the URL https:// on a plain http port, "
+                + "or does the server refuse our TLS version or client certificate?): \(text)"
+        }
         return "the TLS handshake failed: \(text)"
+    }
+
+    /// The server's host refused the connection (nothing listens on that port).
+    static func isRefused(_ error: any Error) -> Bool {
+        if let e = error as? IOError, e.errnoCode == ECONNREFUSED { return true }
+        let text = String(describing: error)
+        return text.contains("connectionRefused") || text.contains("Connection refused") || text.contains("ECONNREFUSED")
     }
 
     static func classify(_ error: any Error) -> TransportFailure {
         let described = String(describing: error)
         // Nothing was sent: the whole wait for a free connection is over, one more round is fair.
-        if error is ConnectionPoolBusy { return .beforeSend }
+        if error is ConnectionPoolBusy { return .queued }
         if error is NIOSSLError || described.contains("handshakeFailed") || described.contains("WRONG_VERSION_NUMBER") {
             return .tls
         }

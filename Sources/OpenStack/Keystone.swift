@@ -153,11 +153,15 @@ actor Authenticator {
     let logger: Logger
     let timeout: Double
     let counter: RequestCounter
+    let retry: RetryPolicy
     private var current: AuthToken?
     private var inflight: Task<AuthToken, any Error>?
 
+    /// `retry`: the session's rules. The first token of a session is the first contact with the
+    /// cloud: a refused connection there is tried once more only (a wrong auth_url or a cloud that
+    /// is down says so in a second), unless clouds.yaml sets `connect_retries`.
     init(profile: CloudProfile, transport: HTTPTransport, tls: TLSConfiguration?, logger: Logger, timeout: Double,
-         counter: RequestCounter)
+         counter: RequestCounter, retry: RetryPolicy = RetryPolicy())
     {
         self.profile = profile
         self.transport = transport
@@ -165,6 +169,7 @@ actor Authenticator {
         self.logger = logger
         self.timeout = timeout
         self.counter = counter
+        self.retry = retry
     }
 
     /// A valid token. `rejected`: the token a service just answered 401 to.
@@ -184,7 +189,9 @@ actor Authenticator {
     private func obtain() async throws -> AuthToken {
         let url = KeystoneAuth.identityBase(from: profile.authURL) + "/auth/tokens"
         let body = try KeystoneAuth.requestBody(for: profile).jsonData()
-        var retry = RetryState(RetryPolicy())
+        var policy = retry
+        if current == nil && profile.connectRetries == nil { policy.connectRetries = min(policy.connectRetries, 1) }
+        var retry = RetryState(policy)
         while true {
             var req = HTTPClientRequest(url: url)
             req.method = .POST
@@ -229,7 +236,10 @@ actor Authenticator {
                                          message: "no token for cloud '\(profile.name)' yet: \(error)")
                 }
                 let why = failure == .tls ? TransportFailure.tlsMessage(error)
-                    : failure == .timeout ? "no answer within \(Int(timeout)) s (api_timeout): \(error)" : "\(error)"
+                    : failure == .timeout ? "no answer within \(Int(timeout)) s (api_timeout): \(error)"
+                    : TransportFailure.isRefused(error) ? "the connection was refused: nothing listens there (a wrong auth_url, or a cloud that is "
+                        + "restarting: connect_retries in clouds.yaml makes os-migrate wait for it): \(error)"
+                    : "\(error)"
                 throw OpenStackError(kind: kind, service: "identity", method: "POST", url: url,
                                      message: "cannot reach \(url) for cloud '\(profile.name)': \(why)")
             }

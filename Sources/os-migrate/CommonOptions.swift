@@ -68,7 +68,9 @@ enum CommandRunner {
 
     static func run(_ common: CommonOptions, _ body: (HTTPTransport) async throws -> Int32) async throws {
         common.bootstrapLogging()
-        let transport = HTTPTransport()
+        // On a terminal, a request unanswered for 5 s says what it waits for.
+        let waiting = isatty(STDERR_FILENO) == 1 ? HTTPTransport.WaitingNotice { printNotice($0) } : nil
+        let transport = HTTPTransport(waiting: waiting)
         let code: Int32
         do {
             code = try await body(transport)
@@ -113,6 +115,11 @@ enum CommandRunner {
 /// A warning on stderr, one line, escaped and capped (nothing is refused for it).
 func printWarning(_ s: String) {
     FileHandle.standardError.write(Data(("os-migrate: warning: " + TerminalText.escaped(s, limit: 2000) + "\n").utf8))
+}
+
+/// A progress notice on stderr, one line, escaped.
+func printNotice(_ s: String) {
+    FileHandle.standardError.write(Data(("os-migrate: " + TerminalText.escaped(s, limit: 2000) + "\n").utf8))
 }
 
 func printLine(_ s: String) {

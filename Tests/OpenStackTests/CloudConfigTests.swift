@@ -340,6 +340,27 @@ import TestSupport
         }
     }
 
+    @Test("connect_retries is read as openstacksdk reads it, and refused unless a whole number from 0 to 100")
+    func connectRetries() throws {
+        try withTempDir { dir in
+            let path = try dir.write("clouds.yaml", """
+                clouds:
+                  patient:
+                    auth: {auth_url: 'https://k:5000/v3', username: u, password: p, project_name: x}
+                    connect_retries: 12
+                  plain:
+                    auth: {auth_url: 'https://k:5000/v3', username: u, password: p, project_name: x}
+                  odd:
+                    auth: {auth_url: 'https://k:5000/v3', username: u, password: p, project_name: x}
+                    connect_retries: -1
+                """)
+            let l = loader(dir, env: ["OS_CLIENT_CONFIG_FILE": path])
+            #expect(try l.load(cloud: "patient").connectRetries == 12)
+            #expect(try l.load(cloud: "plain").connectRetries == nil)
+            #expect(errorText { _ = try l.load(cloud: "odd") } == "clouds.yaml \(path): cloud 'odd': connect_retries -1 is not a whole number from 0 to 100")
+        }
+    }
+
     @Test func identityV2IsRefused() throws {
         try withTempDir { dir in
             let path = try dir.write("clouds.yaml", """
@@ -365,7 +386,7 @@ import TestSupport
         try withTempDir { dir in
             let bad = try dir.write("bad.yaml", "clouds:\n  a: [unclosed\n")
             let t = errorText { _ = try loader(dir, env: ["OS_CLIENT_CONFIG_FILE": bad]).load(cloud: "a") }
-            #expect(t?.hasPrefix("clouds.yaml \(bad): malformed YAML: ") == true)
+            #expect(t?.hasPrefix("clouds.yaml \(bad): malformed YAML at line ") == true)
             #expect(t?.contains("\n") == false)
             let noClouds = try dir.write("noclouds.yaml", "foo: 1\n")
             #expect(errorText { _ = try loader(dir, env: ["OS_CLIENT_CONFIG_FILE": noClouds]).load(cloud: "a") }

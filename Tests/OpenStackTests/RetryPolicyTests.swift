@@ -7,12 +7,20 @@ import Testing
 @testable import OpenStack
 
 @Suite struct RetryPolicyTests {
-    @Test("one set of rules: a connect failure and a timeout once more, a TLS failure never, writes only before they left")
+    @Test("one set of rules: a connect failure connect_retries times, a timeout once more, a TLS failure never, writes only before they left")
     func retryState() {
         let policy = RetryPolicy(maxAttempts: 6, baseDelay: 0.01, maxDelay: 0.02)
         var connect = RetryState(policy)
-        #expect(connect.next(after: .beforeSend, idempotent: false) != nil)
+        for _ in 0..<5 { #expect(connect.next(after: .beforeSend, idempotent: false) != nil) }
         #expect(connect.next(after: .beforeSend, idempotent: false) == nil)
+        var once = RetryState(RetryPolicy(connectRetries: 1))
+        #expect(once.next(after: .beforeSend, idempotent: false) != nil)
+        #expect(once.next(after: .beforeSend, idempotent: false) == nil)
+        var queued = RetryState(policy)
+        #expect(queued.next(after: .queued, idempotent: false) != nil)
+        #expect(queued.next(after: .queued, idempotent: false) == nil)
+        var never = RetryState(.none)
+        #expect(never.next(after: .beforeSend, idempotent: true) == nil)
         var write = RetryState(policy)
         #expect(write.next(after: .timeout, idempotent: false) == nil)
         var timeout = RetryState(policy)
@@ -37,6 +45,9 @@ import Testing
         let wrong = Fake(description: "handshakeFailed(NIOSSL.BoringSSLError.sslError([Error: 268435703 error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER]))")
         #expect(TransportFailure.classify(wrong) == .tls)
         #expect(TransportFailure.tlsMessage(wrong).hasPrefix("the server did not speak TLS (is the URL https:// on a plain http port?)"))
+        let eof = Fake(description: "handshakeFailed(NIOSSL.BoringSSLError.sslError([Error:  EOF during handshake]))")
+        #expect(TransportFailure.classify(eof) == .tls)
+        #expect(TransportFailure.tlsMessage(eof).hasPrefix("the server closed the connection during the TLS handshake (is the URL https:// on a plain http port, "))
         #expect(TransportFailure.classify(Fake(description: "connectionRefused")) == .beforeSend)
     }
 
