@@ -8,6 +8,12 @@ public struct ResourceFile: Sendable {
 
     public var path: String
     public var records: [ResourceRecord]
+    /// Keys the format does not have, at the top ("colour") and in resources ("resources[2].prams"):
+    /// ignored, and said so by `Validator.warnings`.
+    public var unknownKeys: [String] = []
+
+    static let topKeys: Set<String> = ["os_migrate_version", "resources"]
+    static let recordKeys: Set<String> = ["type", "params", "_info", "_migration_params"]
 
     public init(path: String, records: [ResourceRecord] = []) {
         self.path = path
@@ -38,6 +44,7 @@ public struct ResourceFile: Sendable {
         guard let list = top["resources"] else { throw DataFileError(path, "resources is missing") }
         guard let items = list.arrayValue else { throw DataFileError(path, "resources is not a list") }
         var records: [ResourceRecord] = []
+        var unknown = top.keys.filter { !topKeys.contains($0) }.sorted()
         for (i, item) in items.enumerated() {
             guard let o = item.objectValue else { throw DataFileError(path, "resources[\(i)] is not a mapping") }
             for key in ["params", "_info", "_migration_params"] {
@@ -47,9 +54,12 @@ public struct ResourceFile: Sendable {
             }
             guard let type = o["type"] else { throw DataFileError(path, "resources[\(i)]: type is missing") }
             guard type.stringValue != nil else { throw DataFileError(path, "resources[\(i)]: type is not a string") }
+            unknown += o.keys.filter { !recordKeys.contains($0) }.sorted().map { "resources[\(i)].\($0)" }
             records.append(ResourceRecord(json: o))
         }
-        return ResourceFile(path: path, records: records)
+        var file = ResourceFile(path: path, records: records)
+        file.unknownKeys = unknown
+        return file
     }
 
     /// The file, or an empty one when it does not exist yet.

@@ -91,6 +91,9 @@ public enum Validator {
     public static func warnings(_ files: [KindFile]) -> [String] {
         var out = unknownParams(files)
         for kf in files {
+            out += kf.file.unknownKeys.map { "\(kf.file.path): \($0) is not a key of a data file that os-migrate knows: it is ignored" }
+        }
+        for kf in files {
             for (i, record) in kf.file.records.enumerated() {
                 out += kf.kind.advisories(record).map { "\(kf.file.path): \(kf.kind.describe(record, at: i)): \($0)" }
             }

@@ -23,11 +23,39 @@ public enum YAMLValue {
     }
 
 
+    /// Where, what was expected (libyaml's problem), in what (its context) and what was found
+    /// there, on one line: "malformed YAML at line 3, column 1: did not find expected key (while
+    /// parsing a block mapping that starts at line 1, column 1); found `- b`".
     static func describe(_ e: YamlError) -> String {
-        // Yams' descriptions span several lines (with the offending line echoed); keep the first.
-        let text = "\(e)"
-        let first = text.split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? text
-        return "malformed YAML: \(first)"
+        switch e {
+        case let .scanner(context, problem, mark, yaml), let .parser(context, problem, mark, yaml), let .composer(context, problem, mark, yaml):
+            var out = "malformed YAML at line \(mark.line), column \(mark.column): \(problem)"
+            if let c = context { out += " (\(c.text) that starts at line \(c.mark.line), column \(c.mark.column))" }
+            return out + "; " + found(in: yaml, at: mark)
+        default:
+            // Yams' other descriptions span several lines (the offending line echoed); keep the first.
+            let text = "\(e)"
+            let first = text.split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? text
+            return "malformed YAML: \(first)"
+        }
+    }
+
+    /// What the text holds at a mark (1-based line and column, in unicode scalars), up to the end
+    /// of that line and at most 40 characters.
+    static func found(in yaml: String, at mark: Mark) -> String {
+        var line = 1
+        var rest = Substring(yaml).unicodeScalars[...]
+        while line < mark.line, let nl = rest.firstIndex(of: "\n") {
+            rest = rest[rest.index(after: nl)...]
+            line += 1
+        }
+        guard line == mark.line else { return "found the end of the file" }
+        let text = String(String.UnicodeScalarView(rest.prefix { $0 != "\n" && $0 != "\r" }.dropFirst(max(mark.column - 1, 0))))
+        if text.trimmingCharacters(in: .whitespaces).isEmpty {
+            return line == yaml.split(separator: "\n", omittingEmptySubsequences: false).count ? "found the end of the file" : "found the end of the line"
+        }
+        let shown = text.unicodeScalars.count > 40 ? String(String.UnicodeScalarView(text.unicodeScalars.prefix(40))) + "…" : text
+        return "found `\(shown)`"
     }
 
     public static func json(from node: Node) throws -> JSONValue {

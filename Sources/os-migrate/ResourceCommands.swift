@@ -110,7 +110,7 @@ struct ImportCommand: AsyncParsableCommand {
     /// Deleting unlisted rules is the default now; the old flag is still accepted and does nothing.
     @Flag(name: .long, help: ArgumentHelp("Accepted for compatibility; deleting unlisted rules is the default.", visibility: .hidden))
     var pruneRules = false
-    @Option(name: .long, help: "Resources of one kind imported at once.") var concurrency = 8
+    @Option(name: .long, parsing: .unconditional, help: "Resources of one kind imported at once.") var concurrency = 8
     @Flag(name: .long, help: "Create detached volumes empty, without their data (copying it needs conversion hosts).")
     var noData = false
     @Option(name: .long, help: ArgumentHelp("Read image data from this directory (written by `export --image-blobs-dir`) instead of streaming it from the source cloud.", valueName: "dir"))

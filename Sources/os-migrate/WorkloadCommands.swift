@@ -8,8 +8,8 @@ import Workloads
 
 /// `import workloads` options.
 struct WorkloadImportOptions: ParsableArguments {
-    @Option(name: .long, help: "Workloads migrated at once.") var parallel = 2
-    @Option(name: .long, help: "Volume copies at once within a workload.") var copyParallel = 2
+    @Option(name: .long, parsing: .unconditional, help: "Workloads migrated at once.") var parallel = 2
+    @Option(name: .long, parsing: .unconditional, help: "Volume copies at once within a workload.") var copyParallel = 2
     @Flag(name: .long, help: "Stop running source VMs (and wait for SHUTOFF) instead of skipping them.") var stopSource = false
     @Flag(name: .long, help: "Warm migration: copy the volumes while the VMs run (repeatable; each pass moves what changed). Nothing else is created.")
     var sync = false
@@ -21,7 +21,7 @@ struct WorkloadImportOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Availability zone mapping, for servers and volumes (repeatable).", valueName: "src=dst"))
     var mapAz: [String] = []
     @Option(name: .long, help: ArgumentHelp("Flavor mapping (repeatable).", valueName: "src=dst")) var mapFlavor: [String] = []
-    @Option(name: .long, help: "Seconds to wait for each snapshot, volume, attachment and server.") var timeout: Double = 1800
+    @Option(name: .long, parsing: .unconditional, help: "Seconds to wait for each snapshot, volume, attachment and server.") var timeout: Double = 1800
 
     func validate() throws {
         guard (1...32).contains(parallel) else { throw ValidationError("--parallel must be 1 to 32 (got \(parallel))") }

@@ -141,4 +141,20 @@ struct LoaderFuzzTests {
             #expect(warned == ["\(typo): resources[0] (net-a): params.mut is not a field of networks that os-migrate knows: it is ignored"])
         }
     }
+
+    @Test("keys the data file format does not have, at the top or in a resource, are warned about; valid files have none")
+    func unknownKeys() throws {
+        try withTempDir("keys") { dir in
+            var files: [KindFile] = []
+            for v in Self.valid {
+                files.append(KindFile(kind: v.kind, file: try ResourceFile.load(try dir.write(v.file, v.text))))
+            }
+            #expect(Validator.warnings(files) == [])
+            let text = "os_migrate_versoin: x\n" + Self.valid[0].text.replacingOccurrences(of: "  _migration_params: {}", with: "  _migration_params: {}\n  prams: {}")
+            let odd = try dir.write("networks.yml", text)
+            let warned = Validator.warnings([KindFile(kind: NetworkKind.self, file: try ResourceFile.load(odd))])
+            #expect(warned == ["\(odd): os_migrate_versoin is not a key of a data file that os-migrate knows: it is ignored",
+                               "\(odd): resources[0].prams is not a key of a data file that os-migrate knows: it is ignored"])
+        }
+    }
 }

@@ -21,7 +21,7 @@ struct YAMLFileTests {
             try "name: réseau\n".write(toFile: latin1, atomically: true, encoding: .isoLatin1)
             #expect(readError(latin1) == "is not UTF-8 text (Latin-1 or another encoding?): save it as UTF-8")
             let big = dir.path + "/big.yml"
-            FileManager.default.createFile(atPath: big, contents: nil)
+            _ = FileManager.default.createFile(atPath: big, contents: nil)
             let h = try FileHandle(forWritingTo: URL(fileURLWithPath: big))
             try h.truncate(atOffset: UInt64(YAMLValue.maximumFileBytes) + 1)
             try h.close()
@@ -29,6 +29,17 @@ struct YAMLFileTests {
             let bom = try dir.write("bom.yml", "\u{FEFF}a: b\n")
             #expect(try YAMLValue.readFile(bom) == "a: b\n")
         }
+    }
+
+    @Test("malformed YAML says where, what was expected, in what, and what was found there")
+    func malformedSaysWhat() {
+        func error(_ text: String) -> String? { errorText { _ = try YAMLValue.parse(text) } }
+        #expect(error("resources:\n- name: a\n  params:\n    x: 1\n   y: 2\n")
+            == "malformed YAML at line 5, column 4: did not find expected key (while parsing a block mapping that starts at line 2, column 3); found `y: 2`")
+        #expect(error("os_migrate_version: 1.0.5\nresources: [\n")
+            == "malformed YAML at line 3, column 1: did not find expected node content (while parsing a flow node that starts at line 3, column 1); found the end of the file")
+        #expect(error("a:\n\tb: c\n")
+            == "malformed YAML at line 2, column 1: found character that cannot start any token (while scanning for the next token that starts at line 2, column 1); found `\tb: c`")
     }
 
     @Test("ten anchors of ten aliases are refused at once instead of expanded; a few aliases are fine")
