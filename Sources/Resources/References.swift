@@ -244,7 +244,7 @@ public actor ReferenceResolver {
     public let projectID: String
     public let userID: String
     private var projectIDs: [String: String?] = [:]
-    private var domainIDs: [String: String?] = [:]
+    private var domainIDs: [String: String] = [:]
 
     public init(session: CloudSession) async throws {
         self.session = session
@@ -289,9 +289,19 @@ public actor ReferenceResolver {
         case .none: break
         case .project:
             if ref.projectName == Reference.auth {
+                // Our own project: a domain named beside it must be our project's.
+                if let d = ref.domainName, d != Reference.auth {
+                    let token = try await session.authenticate()
+                    if try await domainID(named: d) != token.projectDomainID {
+                        throw ReferenceError("project_name %auth% is the credentials' project, in domain "
+                            + "'\(token.projectDomainName ?? token.projectDomainID ?? "?")', not in domain '\(d)'")
+                    }
+                }
                 owner = .some(projectID)
             } else if let p = ref.projectName {
                 owner = .some(try await projectID(named: p, domain: ref.domainName))
+            } else if let d = ref.domainName, d != Reference.auth {
+                _ = try await domainID(named: d)
             }
         case .domain:
             if let d = ref.domainName, d != Reference.auth { owner = .some(try await domainID(named: d)) }
@@ -310,7 +320,7 @@ public actor ReferenceResolver {
         let key = "\(domain ?? "")/\(name)"
         if let p = projectIDs[key] { return p }
         var q = [QueryItem("name", name)]
-        if let domain, let d = try await domainID(named: domain) { q.append(QueryItem("domain_id", d)) }
+        if let domain, domain != Reference.auth { q.append(QueryItem("domain_id", try await domainID(named: domain))) }
         var result: String? = nil
         do {
             let v = try await session.json(APIRequest(ServiceType.identity, .GET, "/projects", query: q), key: "projects")
@@ -321,14 +331,30 @@ public actor ReferenceResolver {
         return result
     }
 
-    func domainID(named name: String) async throws -> String? {
+    /// The id of a domain a reference names. The credentials' own domains (their project's and
+    /// their user's) need no lookup; another is looked up, and one the destination does not have,
+    /// or that the credentials may not look up, is an error: never silently any domain.
+    func domainID(named name: String) async throws -> String {
         if let d = domainIDs[name] { return d }
-        var result: String? = nil
-        do {
-            let v = try await session.json(APIRequest(ServiceType.identity, .GET, "/domains", query: [QueryItem("name", name)]),
-                                           key: "domains")
-            result = v.arrayValue?.first?["id"]?.stringValue
-        } catch let e as OpenStackError where e.isForbidden {}
+        let token = try await session.authenticate()
+        var result: String
+        if name == token.projectDomainName, let id = token.projectDomainID {
+            result = id
+        } else if name == token.userDomainName, let id = token.userDomainID {
+            result = id
+        } else {
+            do {
+                let v = try await session.json(APIRequest(ServiceType.identity, .GET, "/domains", query: [QueryItem("name", name)]),
+                                               key: "domains")
+                guard let id = v.arrayValue?.first?["id"]?.stringValue else {
+                    throw ReferenceError("its domain '\(name)' does not exist in the destination")
+                }
+                result = id
+            } catch let e as OpenStackError where e.isForbidden {
+                throw ReferenceError("its domain '\(name)' is not the credentials' domain "
+                    + "('\(token.projectDomainName ?? token.projectDomainID ?? "?")') and they may not look other domains up")
+            }
+        }
         domainIDs[name] = result
         return result
     }

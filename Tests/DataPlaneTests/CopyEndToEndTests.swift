@@ -458,7 +458,7 @@ struct CopyEndToEndTests {
     func zeroLengthAndLock() async throws {
         let h = try Harness()
         let src = h.scratch.file("src.img"), dst = h.scratch.file("dst.img")
-        FileManager.default.createFile(atPath: src, contents: Data())
+        _ = FileManager.default.createFile(atPath: src, contents: Data())
         let run = try await h.copy(h.remote(src), dst)
         #expect(run.exitCode == 0, "\(run)")
         #expect(run.result?.sourceSize == 0)

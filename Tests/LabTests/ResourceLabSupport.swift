@@ -99,7 +99,7 @@ enum AdminSweep {
 /// Files of random bytes, for image data.
 enum RandomData {
     static func file(_ path: String, mebibytes: Int) throws {
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         let out = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         defer { try? out.close() }
         let random = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/dev/urandom"))

@@ -44,12 +44,26 @@ public enum FlavorKind: ResourceKind {
         "description": .string(max: 65535, line: false),
     ]
 
+    static func isSpecKey(_ k: String) -> Bool {
+        (1...255).contains(k.unicodeScalars.count) && k.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "-_:. ".unicodeScalars.contains($0)
+        }
+    }
+
     public static func validate(_ record: ResourceRecord) -> [String] {
         var out: [String] = []
         if let v = record.params["extra_specs"], !v.isNull {
             if let o = v.objectValue {
-                for (k, s) in o.sorted(by: { $0.key < $1.key }) where s.stringValue == nil {
-                    out.append("params.extra_specs.\(k) is not a string")
+                for (k, s) in o.sorted(by: { $0.key < $1.key }) {
+                    // Nova's schema: keys of letters, digits, "-_:. " (1 to 255), values strings or numbers.
+                    if !Self.isSpecKey(k) {
+                        out.append("params.extra_specs has the key '\(k)', which Nova refuses (letters, digits and - _ : . or space; 1 to 255 of them)")
+                    }
+                    switch s {
+                    case .string(let text) where text.count > 255: out.append("params.extra_specs.\(k) has \(text.count) characters (at most 255)")
+                    case .string, .int, .double: break
+                    default: out.append("params.extra_specs.\(k) is not a string or a number")
+                    }
                 }
             } else {
                 out.append("params.extra_specs is not a mapping")

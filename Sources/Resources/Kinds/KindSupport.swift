@@ -60,8 +60,15 @@ enum KindSupport {
 /// projects a private one is shared with.
 enum ProjectAccess {
     /// The string values of a mapping (extra specs); anything else is left out.
+    /// A mapping's string values; numbers as Nova stores them (it accepts `hw:cpu_cores: 2` and
+    /// answers "2"), anything else dropped (validation refuses it first).
     static func stringMap(_ v: JSONValue?) -> [String: String] {
-        (v?.objectValue ?? [:]).compactMapValues { $0.stringValue }
+        (v?.objectValue ?? [:]).compactMapValues { value in
+            if let s = value.stringValue { return s }
+            if case .int(let i) = value { return String(i) }
+            if case .double(let d) = value { return "\(d)" }
+            return nil
+        }
     }
 
     /// Destination project ids of the access list; nil when the file does not manage it.
