@@ -43,10 +43,12 @@ struct FlavorChecksLabTests {
         }
         #expect(errors == (c.error.map { ["\(path): resources[0] (flavor 'f'): " + $0] } ?? []))
 
+        // Private: the tenants of other suites, which list public flavors page by page, never see it.
         let admin = try Lab.admin()
         let name = "osmt-flavorchk-\(Lab.randomHex())"
         let flavor = try await admin.json(APIRequest(ServiceType.compute, .POST, "/flavors",
-                                                     body: ["flavor": ["name": .string(name), "vcpus": 1, "ram": 64, "disk": 0]]), key: "flavor")
+                                                     body: ["flavor": ["name": .string(name), "vcpus": 1, "ram": 64, "disk": 0,
+                                                                      "os-flavor-access:is_public": false]]), key: "flavor")
         let id = try #require(flavor["id"]?.stringValue)
         var status = 200
         do {

@@ -57,10 +57,11 @@ public enum SecurityGroupRuleKind: ResourceKind {
         "port_range_min": .int(0...65535), "port_range_max": .int(0...65535), "remote_ip_prefix": .cidr,
     ]
 
-    /// Protocol names Neutron takes (or a number 0 to 255).
+    /// Protocol names Neutron takes (Zed's list, or a number 0 to 255), and "any" (not in Zed's list: a
+    /// destination that does not take it answers 400 at the create).
     static let protocols = ["ah", "dccp", "egp", "esp", "gre", "hopopt", "icmp", "igmp", "ipip", "ipv6-encap", "ipv6-frag",
                             "ipv6-icmp", "icmpv6", "ipv6-nonxt", "ipv6-opts", "ipv6-route", "ospf", "pgm", "rsvp", "sctp",
-                            "tcp", "udp", "udplite", "vrrp", "any"]
+                            "tcp", "udp", "udplite", "vrrp", "ip", "any"]
 
     public static func validate(_ record: ResourceRecord) -> [String] {
         var out: [String] = []
