@@ -275,10 +275,7 @@ public enum TransportFailure: Sendable, Equatable {
             }
         }
         if error is NIOConnectionError { return .beforeSend }
-        if let e = error as? IOError, e.errnoCode == ECONNREFUSED { return .beforeSend }
         if let e = error as? ChannelError, case .connectTimeout = e { return .beforeSend }
-        let text = String(describing: error)
-        if text.contains("connectionRefused") || text.contains("Connection refused") { return .beforeSend }
-        return .afterSend
+        return isRefused(error) ? .beforeSend : .afterSend
     }
 }
