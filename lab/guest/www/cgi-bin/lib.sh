@@ -10,3 +10,16 @@ disk_by_serial() {
   return 1
 }
 reply() { printf 'Content-Type: text/plain\r\n\r\n%s\n' "$*"; }
+# The reply when the request's serial names no disk: d=$(disk_by_serial "$(param serial)") || no_disk
+no_disk() {
+  printf 'Status: 404\r\n'
+  reply "no disk with that serial"
+  exit 0
+}
+# One line per virtio disk: "vda serial=... bytes=..." (also the console's OSMLAB-DISK lines).
+list_disks() {
+  for b in /sys/block/vd*; do
+    [ -e "$b" ] || continue
+    echo "${b##*/} serial=$(cat "$b/serial" 2>/dev/null) bytes=$(($(cat "$b/size") * 512))"
+  done
+}
